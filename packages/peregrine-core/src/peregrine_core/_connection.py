@@ -1,0 +1,172 @@
+"""One client connection: its state, its buffers and its output queue.
+
+A connection belongs to exactly one worker thread, which alone reads, writes and closes it.
+Its state is one of :class:`State`; the transitions are:
+
+* ``IDLE`` (waiting for a request, no byte of it received) -> ``HEAD`` on the first byte;
+* ``HEAD`` -> ``BODY`` when a head announcing a body is complete, or straight back to
+  ``IDLE`` once a request is answered;
+* ``BODY`` -> ``IDLE`` once the body is complete and the request answered;
+* any state -> ``LINGER`` after a response that ends the connection (an error, ``Connection:
+  close``, shutdown): the write side is shut, input is read and discarded until the peer
+  closes or a short deadline passes, so the response is not destroyed by a TCP reset;
+* ``UPGRADED`` once the socket has been handed to a protocol plugin.
+
+Output is a queue of byte buffers and :class:`FileBody` regions. While it is not empty the
+connection waits for writability only: nothing more is read from a client that is not reading
+its responses, which bounds memory per connection.
+"""
+
+from __future__ import annotations
+
+import enum
+import os
+import socket
+from collections import deque
+from typing import TYPE_CHECKING, Any, Final
+
+from ._h1 import ChunkedReader, Head
+from ._response import FileBody
+
+if TYPE_CHECKING:
+    from ._request import Request
+
+__all__ = ["Connection", "State", "flush"]
+
+_IOV_MAX: Final = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 64)
+_JOIN_MAX_BYTES: Final = 64 * 1024
+_FILE_CHUNK_BYTES: Final = 256 * 1024
+_HAS_SENDFILE: Final = hasattr(os, "sendfile")
+
+
+class State(enum.IntEnum):
+    IDLE = 0
+    HEAD = 1
+    BODY = 2
+    LINGER = 3
+    UPGRADED = 4
+    CLOSED = 5
+
+
+class Connection:
+    """Per-connection state, owned by one worker."""
+
+    __slots__ = (
+        "addr",
+        "chunked",
+        "close_after_flush",
+        "deadline",
+        "fd",
+        "head",
+        "inbuf",
+        "out",
+        "requests",
+        "sock",
+        "state",
+        "upgrade",
+        "writing",
+    )
+
+    def __init__(self, sock: socket.socket, addr: object, deadline: float) -> None:
+        self.sock = sock
+        self.fd = sock.fileno()
+        self.addr = addr
+        self.state = State.IDLE
+        self.inbuf = b""
+        self.out: deque[bytes | memoryview | FileBody] = deque()
+        self.writing = False  # registered for writability
+        self.close_after_flush = False
+        self.deadline = deadline
+        self.requests = 0
+        self.head: Head | None = None
+        self.chunked: ChunkedReader | None = None
+        # (plugin, request, bytes after the request) once a 101 response is queued
+        self.upgrade: tuple[Any, Request, bytes] | None = None
+
+    def discard_output(self) -> None:
+        """Drop queued output, closing any file it holds."""
+        for item in self.out:
+            if isinstance(item, FileBody):
+                _close_file(item)
+        self.out.clear()
+
+
+def _close_file(item: FileBody) -> None:
+    try:
+        item.file.close()
+    except OSError:
+        pass
+
+
+def flush(conn: Connection) -> bool:
+    """Write as much queued output as the socket takes.
+
+    Returns:
+        True when the queue is empty, False when the socket is full (wait for writability).
+
+    Raises:
+        OSError: the peer is gone (reset, broken pipe) or a file region could not be read.
+    """
+    out = conn.out
+    sock = conn.sock
+    while out:
+        item = out[0]
+        if isinstance(item, FileBody):
+            if not _send_file(conn, item):
+                return False
+            out.popleft()
+            _close_file(item)
+            continue
+        # Gather the run of byte buffers at the head of the queue.
+        if len(out) == 1 or isinstance(out[1], FileBody):
+            try:
+                sent = sock.send(item)
+            except BlockingIOError:
+                return False
+            total = len(item)
+            if sent == total:
+                out.popleft()
+                continue
+            out[0] = memoryview(item)[sent:]
+            return False
+        run: list[bytes | memoryview] = []
+        size = 0
+        for buf in out:
+            if isinstance(buf, FileBody) or len(run) >= _IOV_MAX:
+                break
+            run.append(buf)
+            size += len(buf)
+        try:
+            if size <= _JOIN_MAX_BYTES:
+                sent = sock.send(b"".join(run))
+            else:
+                sent = sock.sendmsg(run)
+        except BlockingIOError:
+            return False
+        for buf in run:
+            n = len(buf)
+            if sent >= n:
+                sent -= n
+                out.popleft()
+            else:
+                out[0] = memoryview(buf)[sent:]
+                return False
+    return True
+
+
+def _send_file(conn: Connection, item: FileBody) -> bool:
+    """Send a file region; True once it is all sent."""
+    while item.count > 0:
+        try:
+            if _HAS_SENDFILE:
+                sent = os.sendfile(conn.fd, item.file.fileno(), item.offset, item.count)
+            else:  # pragma: no cover - platforms without sendfile
+                data = os.pread(item.file.fileno(), min(item.count, _FILE_CHUNK_BYTES), item.offset)
+                sent = conn.sock.send(data) if data else 0
+        except BlockingIOError:
+            return False
+        if sent == 0:
+            raise OSError(f"file ended {item.count} bytes before the announced length")
+        item.offset += sent
+        item.count -= sent
+    return True

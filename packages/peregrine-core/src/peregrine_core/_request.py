@@ -1,0 +1,155 @@
+"""``Request``: one parsed HTTP request, as the handler sees it.
+
+Headers are kept exactly as received, in order, as ``(name, value)`` string pairs (decoded
+as ISO-8859-1, so every byte survives). Names are compared case-insensitively only when a
+lookup asks for one; the lower-cased index is built on the first lookup and never before.
+The query is parsed only when :meth:`Request.parse_query` is called. A ``Request`` belongs to
+one request: nothing of an earlier request is ever visible through it.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from urllib.parse import unquote_plus
+
+__all__ = ["Request"]
+
+
+class Request:
+    """An HTTP request received by the server.
+
+    Attributes:
+        method: the method token exactly as sent (``GET``, ``POST``, ``PURGE``...).
+        target: the raw request-target (path and query, or an absolute URI, ``*``, or
+            ``host:port`` for CONNECT), not percent-decoded.
+        version: ``"HTTP/1.0"`` or ``"HTTP/1.1"``.
+        headers: the header fields as ``(name, value)`` pairs in the order received.
+        body: the request body (``b""`` when there is none); chunked bodies are decoded.
+        remote_addr: the peer's address as returned by ``accept()``.
+    """
+
+    __slots__ = ("_index", "_path_end", "body", "headers", "method", "remote_addr", "target", "version")
+
+    def __init__(
+        self,
+        method: str,
+        target: str,
+        version: str,
+        headers: list[tuple[str, str]],
+        body: bytes = b"",
+        remote_addr: object = None,
+    ) -> None:
+        self.method = method
+        self.target = target
+        self.version = version
+        self.headers = headers
+        self.body = body
+        self.remote_addr = remote_addr
+        self._index: dict[str, list[str]] | None = None
+        self._path_end = -2
+
+    def __repr__(self) -> str:
+        return f"<Request {self.method} {self.target!r} {self.version}>"
+
+    # --- target ---------------------------------------------------------------------------
+
+    def _split(self) -> int:
+        end = self._path_end
+        if end == -2:
+            end = self._path_end = self.target.find("?")
+        return end
+
+    @property
+    def path(self) -> str:
+        """The target up to the first ``?`` (the whole target when there is none), raw.
+
+        For an absolute-form target (``http://host/p?q``) this is the path part (``/p``).
+        """
+        end = self._split()
+        target = self.target
+        path = target if end < 0 else target[:end]
+        if not path.startswith("/") and "://" in path:
+            slash = path.find("/", path.find("://") + 3)
+            return "/" if slash < 0 else path[slash:]
+        return path
+
+    @property
+    def query(self) -> str:
+        """The raw query string after the first ``?``, or ``""`` when there is none."""
+        end = self._split()
+        return "" if end < 0 else self.target[end + 1 :]
+
+    @property
+    def has_query(self) -> bool:
+        """Whether the target contains a ``?`` (an empty query still counts)."""
+        return self._split() >= 0
+
+    def parse_query(self) -> dict[str, str] | None:
+        """Parse the query string into a mapping.
+
+        The contract of the original server, made safe: ``None`` when the target has no
+        ``?`` or the query is malformed (a non-empty pair without ``=``, a bad ``%``
+        escape, or bytes that are not UTF-8 once decoded); otherwise a new dict in which a
+        repeated key keeps its last value. Keys and values are decoded as
+        ``application/x-www-form-urlencoded`` (``%XX`` and ``+`` for space). Empty pairs
+        (``a=1&&b=2``, a trailing ``&``) are skipped. Each call parses afresh.
+        """
+        end = self._split()
+        if end < 0:
+            return None
+        result: dict[str, str] = {}
+        query = self.target[end + 1 :]
+        if not query:
+            return result
+        for pair in query.split("&"):
+            if not pair:
+                continue
+            key, eq, value = pair.partition("=")
+            if not eq:
+                return None
+            k = _decode(key)
+            v = _decode(value)
+            if k is None or v is None:
+                return None
+            result[k] = v
+        return result
+
+    # --- headers --------------------------------------------------------------------------
+
+    def _lookup(self) -> dict[str, list[str]]:
+        index = self._index
+        if index is None:
+            index = {}
+            for name, value in self.headers:
+                index.setdefault(name.lower(), []).append(value)
+            self._index = index
+        return index
+
+    def get_header(self, name: str, default: str | None = None) -> str | None:
+        """Return the first value of header ``name`` (any case), or ``default``."""
+        values = self._lookup().get(name.lower())
+        return values[0] if values else default
+
+    def get_headers(self, name: str) -> list[str]:
+        """Return every value of header ``name`` (any case), in the order received."""
+        return list(self._lookup().get(name.lower(), ()))
+
+    def __iter__(self) -> Iterator[tuple[str, str]]:
+        """Iterate over the ``(name, value)`` header pairs in the order received."""
+        return iter(self.headers)
+
+
+_BAD_ESCAPE = re.compile(r"%(?![0-9A-Fa-f]{2})")
+
+
+def _decode(text: str) -> str | None:
+    """Form-decode one key or value; ``None`` for a bad escape or invalid UTF-8."""
+    if "%" in text:
+        if _BAD_ESCAPE.search(text) is not None:
+            return None
+        try:
+            return unquote_plus(text, encoding="utf-8", errors="strict")
+        except UnicodeDecodeError:
+            return None
+    return text.replace("+", " ") if "+" in text else text

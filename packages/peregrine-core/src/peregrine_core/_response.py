@@ -1,0 +1,189 @@
+"""``Response``: what a handler fills in, and what the server frames.
+
+The handler sets a status, adds headers and sets a body (bytes, a ``str`` encoded as UTF-8,
+or a file region that the server sends with ``os.sendfile``). The server owns the framing
+headers: it adds ``Content-Length`` (never on 1xx, 204 or 304), ``Date`` (unless the handler
+set one) and ``Connection``/``Keep-Alive``; a handler cannot set ``Content-Length``,
+``Transfer-Encoding``, ``Connection``, ``Keep-Alive`` or ``Upgrade`` itself.
+
+Header names must be RFC 9110 tokens and values may not contain CR, LF, NUL or any other
+control character but HTAB: response splitting is impossible by construction.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Final, Protocol
+
+from ._errors import LocalProtocolError
+
+__all__ = ["FileBody", "Response"]
+
+_TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
+_MANAGED: Final = frozenset(
+    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
+)
+
+
+class _FileLike(Protocol):
+    def fileno(self) -> int: ...
+    def close(self) -> None: ...
+
+
+class FileBody:
+    """A region of an open file, sent with ``os.sendfile`` (or read in pieces where absent).
+
+    The server owns the file once it is handed over and closes it when the response is
+    done, sent or not.
+    """
+
+    __slots__ = ("count", "file", "offset")
+
+    def __init__(self, file: _FileLike, offset: int, count: int) -> None:
+        self.file = file
+        self.offset = offset
+        self.count = count
+
+
+class Response:
+    """The response a handler builds for one request.
+
+    Attributes:
+        status: the status code (an ``int`` or a :class:`~peregrine_core.Status`), 200 by
+            default; must be within 100..599.
+        body: the body bytes (empty by default).
+        file: a :class:`FileBody` set by :meth:`set_file`, sent after the head instead of
+            ``body``.
+        close_connection: set to ``True`` to close the connection after this response.
+    """
+
+    __slots__ = ("_has_date", "_lines", "_status", "body", "close_connection", "file", "upgrade_protocol")
+
+    def __init__(self) -> None:
+        self._status = 200
+        self._lines: list[str] = []
+        self._has_date = False
+        self.body: bytes | bytearray | memoryview = b""
+        self.file: FileBody | None = None
+        self.close_connection = False
+        self.upgrade_protocol: str | None = None
+
+    def __repr__(self) -> str:
+        return f"<Response {self._status}>"
+
+    @property
+    def status(self) -> int:
+        return self._status
+
+    @status.setter
+    def status(self, code: int) -> None:
+        if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
+            raise LocalProtocolError(f"status must be an integer in 100..599, not {code!r}")
+        self._status = int(code)
+
+    @property
+    def headers(self) -> list[tuple[str, str]]:
+        """The headers added so far, as ``(name, value)`` pairs in order."""
+        pairs = []
+        for line in self._lines:
+            name, _, value = line[:-2].partition(": ")
+            pairs.append((name, value))
+        return pairs
+
+    def add_header(self, name: str, value: str | int) -> None:
+        """Append a header field; a repeated name sends the field several times.
+
+        Args:
+            name: an RFC 9110 token.
+            value: the value; an ``int`` is formatted in decimal.
+
+        Raises:
+            LocalProtocolError (a ``ValueError``): the name is not a token, the value holds
+                CR, LF, NUL, another control character or a character outside ISO-8859-1,
+                or the header is one the server manages (``Content-Length``...).
+        """
+        if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
+            raise LocalProtocolError(f"header name {name!r} is not an HTTP token")
+        if isinstance(value, int) and not isinstance(value, bool):
+            value = str(value)
+        elif not isinstance(value, str):
+            raise LocalProtocolError(f"header {name} value must be str or int, not {type(value).__name__}")
+        elif _BAD_VALUE.search(value) is not None:
+            raise LocalProtocolError(
+                f"header {name} value {value!r} contains a control character or a non-latin-1 character"
+            )
+        lower = name.lower()
+        if lower in _MANAGED:
+            raise LocalProtocolError(
+                f"the {name} header is set by the server (use set_body/set_file, close_connection "
+                "or peregrine_ws.upgrade instead)"
+            )
+        if lower == "date":
+            self._has_date = True
+        self._lines.append(f"{name}: {value}\r\n")
+
+    def set_header(self, name: str, value: str | int) -> None:
+        """Replace every field called ``name`` (any case) with one field, or add it."""
+        lower = name.lower()
+        self._lines = [line for line in self._lines if line.partition(":")[0].lower() != lower]
+        if lower == "date":
+            self._has_date = False
+        self.add_header(name, value)
+
+    def get_header(self, name: str) -> str | None:
+        """Return the first value added for ``name`` (any case), or ``None``."""
+        lower = name.lower()
+        for line in self._lines:
+            key, _, value = line.partition(": ")
+            if key.lower() == lower:
+                return value[:-2]
+        return None
+
+    def set_body(self, data: bytes | bytearray | memoryview | str) -> None:
+        """Set the body; a ``str`` is encoded as UTF-8. Replaces any earlier body or file."""
+        if isinstance(data, str):
+            data = data.encode("utf-8")
+        elif not isinstance(data, bytes | bytearray | memoryview):
+            raise LocalProtocolError(f"body must be bytes or str, not {type(data).__name__}")
+        self.body = data
+        self._drop_file()
+
+    def set_file(self, file: _FileLike, offset: int = 0, count: int | None = None) -> None:
+        """Send ``count`` bytes of an open file from ``offset`` as the body.
+
+        The server takes ownership of ``file`` and closes it once the response is done.
+        ``count`` defaults to the rest of the file.
+        """
+        if count is None:
+            count = os.fstat(file.fileno()).st_size - offset
+        if offset < 0 or count < 0:
+            raise LocalProtocolError(f"invalid file region offset={offset} count={count}")
+        self._drop_file()
+        self.body = b""
+        self.file = FileBody(file, offset, count)
+
+    def _drop_file(self) -> None:
+        if self.file is not None:
+            self.file.file.close()
+            self.file = None
+
+    @property
+    def content_length(self) -> int:
+        """The length of the body the server will frame."""
+        return self.file.count if self.file is not None else len(self.body)
+
+    def upgrade(self, protocol: str) -> None:
+        """Switch protocols after this response (for protocol plugins such as WebSockets).
+
+        Sets status 101 and ``Upgrade: <protocol>``; the server adds ``Connection: Upgrade``
+        and, once the response is sent, hands the connection to the plugin registered for
+        ``protocol`` in the ``peregrine_core.upgrades`` entry-point group.
+        """
+        if _TOKEN.fullmatch(protocol) is None:
+            raise LocalProtocolError(f"upgrade protocol {protocol!r} is not a token")
+        self._status = 101
+        self.upgrade_protocol = protocol
+        self.body = b""
+        self._drop_file()

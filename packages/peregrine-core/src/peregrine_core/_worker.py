@@ -1,0 +1,534 @@
+"""A worker thread: one poller, its connections, the handler calls and the deadlines.
+
+Strategy: level-triggered readiness. A connection is registered for READ while it has no
+output queued and for WRITE (only) while it has. Every complete request found in what was
+read is parsed and answered in order (up to ``max_pipelined_requests`` per batch); the
+responses of a batch are written together. The worker sleeps in ``poll()`` until the next
+deadline or a wake-up (new connections, shutdown); with no connection it sleeps indefinitely.
+
+Deadlines (one per connection, its meaning given by the state) are checked by a sweep over
+the worker's connections, run when the earliest known deadline has passed, at most every
+:data:`SWEEP_INTERVAL_SECONDS`. Invariants: only this thread touches its connections; a
+connection whose response ends it never has another byte parsed.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from email.utils import formatdate
+from typing import TYPE_CHECKING, Any, Final
+
+from ._config import ServerConfig
+from ._connection import Connection, State, flush
+from ._errors import PluginError, RemoteProtocolError
+from ._h1 import ChunkedReader, Head, Limits, parse_head
+from ._log import RateLimitedLog, escape
+from ._response import Response
+from ._status import reason_phrase, status_line
+from .poller import ERROR, READ, WRITE, Poller, Waker, make_poller
+
+if TYPE_CHECKING:
+    from ._request import Request
+
+__all__ = ["Worker"]
+
+log = logging.getLogger("peregrine_core.server")
+access_log = logging.getLogger("peregrine_core.access")
+
+SWEEP_INTERVAL_SECONDS: Final = 0.25
+_INF: Final = float("inf")
+LINGER_SECONDS: Final = 2.0
+LINGER_MAX_BYTES: Final = 1 << 20
+_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
+_UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
+_NO_LENGTH_STATUSES: Final = frozenset({204, 304})
+
+_bad_requests = RateLimitedLog(log)
+
+
+class Worker:
+    """One worker thread and everything it owns."""
+
+    def __init__(
+        self,
+        index: int,
+        handler: Any,
+        config: ServerConfig,
+        release_slot: Callable[[], None],
+        get_upgrade: Callable[[str], Any],
+    ) -> None:
+        self.index = index
+        self.name = f"peregrine-worker-{index}"
+        self._handle = handler.handle_request
+        self._config = config
+        self._release_slot = release_slot
+        self._get_upgrade = get_upgrade
+        self._limits = Limits(
+            config.max_request_line_bytes,
+            config.max_header_bytes,
+            config.max_header_count,
+            config.max_body_bytes,
+        )
+        self._poller: Poller = make_poller(config.poller)
+        self._waker = Waker()
+        self._inbox: deque[tuple[socket.socket, object]] = deque()
+        self._conns: dict[int, Connection] = {}
+        self._ready: deque[Connection] = deque()  # connections with buffered requests to parse
+        self._stopping = False
+        self._force = False
+        self._stop_deadline = 0.0
+        self._next_deadline = _INF
+        self._last_sweep = 0.0
+        self._date_second = -1
+        self._date_line = b""
+        self._ka_tail = b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n\r\n" % int(
+            config.keepalive_timeout
+        )
+        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+
+    # --- called from other threads -------------------------------------------------------
+
+    @property
+    def connection_count(self) -> int:
+        return len(self._conns) + len(self._inbox)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def adopt(self, sock: socket.socket, addr: object) -> None:
+        """Hand a freshly accepted socket to this worker (thread-safe)."""
+        self._inbox.append((sock, addr))
+        self._waker.wake()
+
+    def stop(self, deadline: float) -> None:
+        """Begin a graceful stop: finish in-flight requests until ``deadline`` (monotonic)."""
+        self._stop_deadline = deadline
+        self._stopping = True
+        self._waker.wake()
+
+    def force_stop(self) -> None:
+        """Close every connection now and exit."""
+        self._force = True
+        self._stopping = True
+        self._waker.wake()
+
+    def join(self, timeout: float | None = None) -> bool:
+        self._thread.join(timeout)
+        return not self._thread.is_alive()
+
+    # --- the loop ----------------------------------------------------------------------------
+
+    def _run(self) -> None:
+        poller = self._poller
+        waker = self._waker
+        wake_fd = waker.fileno()
+        poller.register(wake_fd, READ)
+        conns = self._conns
+        ready = self._ready
+        monotonic = time.monotonic
+        try:
+            while True:
+                if self._stopping and self._check_stop():
+                    break
+                timeout: float | None = None
+                if ready:
+                    timeout = 0.0
+                elif conns:
+                    wake_at = max(self._next_deadline, self._last_sweep + SWEEP_INTERVAL_SECONDS)
+                    if wake_at != _INF:
+                        timeout = max(0.0, wake_at - monotonic())
+                if self._stopping:
+                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
+                for fd, ev in poller.poll(timeout):
+                    conn = conns.get(fd)
+                    if conn is None:
+                        if fd == wake_fd:
+                            waker.drain()
+                            self._take_inbox()
+                        continue
+                    if ev & WRITE and conn.writing:
+                        self._on_writable(conn)
+                    elif ev & (READ | ERROR) and not conn.writing:
+                        self._on_readable(conn)
+                while ready:
+                    conn = ready.popleft()
+                    if conn.inbuf and not conn.writing and conn.state in (State.IDLE, State.HEAD):
+                        data, conn.inbuf = conn.inbuf, b""
+                        self._process(conn, data)
+                now = monotonic()
+                if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
+                    self._sweep(now)
+        except BaseException:
+            log.exception("worker %d crashed; closing its connections", self.index)
+            raise
+        finally:
+            for conn in list(conns.values()):
+                self._close(conn)
+            while self._inbox:
+                sock, _ = self._inbox.popleft()
+                sock.close()
+                self._release_slot()
+            poller.unregister(wake_fd)
+            poller.close()
+            waker.close()
+
+    def _take_inbox(self) -> None:
+        inbox = self._inbox
+        now = time.monotonic()
+        deadline = now + self._config.header_timeout
+        while inbox:
+            sock, addr = inbox.popleft()
+            if self._stopping:
+                sock.close()
+                self._release_slot()
+                continue
+            conn = Connection(sock, addr, deadline)
+            self._conns[conn.fd] = conn
+            self._poller.register(conn.fd, READ)
+        if deadline < self._next_deadline:
+            self._next_deadline = deadline
+
+    def _set_deadline(self, conn: Connection, deadline: float) -> None:
+        conn.deadline = deadline
+        if deadline < self._next_deadline:
+            self._next_deadline = deadline
+
+    def _sweep(self, now: float) -> None:
+        self._last_sweep = now
+        nearest = _INF
+        for conn in list(self._conns.values()):
+            deadline = conn.deadline
+            if deadline <= now:
+                self._expire(conn)
+            elif deadline < nearest:
+                nearest = deadline
+        self._next_deadline = nearest
+
+    def _expire(self, conn: Connection) -> None:
+        state = conn.state
+        if conn.writing:
+            log.debug("closing %s: no write progress for %.0f s", conn.addr, self._config.write_timeout)
+            self._close(conn)
+        elif state == State.HEAD or state == State.BODY:
+            self._fail(conn, RemoteProtocolError("request not received in time", 408))
+        else:  # idle keep-alive, a silent new connection, or the end of a lingering close
+            self._close(conn)
+
+    def _check_stop(self) -> bool:
+        """Apply a pending stop; True when the loop may exit."""
+        if self._force or time.monotonic() >= self._stop_deadline:
+            if self._conns:
+                log.info("worker %d: closing %d connection(s) at the deadline", self.index, len(self._conns))
+            for conn in list(self._conns.values()):
+                self._close(conn)
+            return True
+        self._take_inbox()
+        for conn in list(self._conns.values()):
+            if conn.state == State.IDLE and not conn.writing and not conn.inbuf:
+                # A request may be waiting in the kernel: answer it (with Connection: close)
+                # rather than reset it.
+                self._on_readable(conn)
+                if conn.state == State.IDLE and not conn.writing and self._conns.get(conn.fd) is conn:
+                    self._close(conn)
+        return not self._conns
+
+    # --- reading -----------------------------------------------------------------------------
+
+    def _on_readable(self, conn: Connection) -> None:
+        try:
+            data = conn.sock.recv(self._config.read_buffer_size)
+        except BlockingIOError:
+            return
+        except OSError:
+            self._close(conn)
+            return
+        if conn.state == State.LINGER:
+            if not data or len(data) >= LINGER_MAX_BYTES:
+                self._close(conn)
+            return
+        if not data:
+            # EOF. A complete request that came with it has been answered already;
+            # whatever is left is an incomplete request that can never complete.
+            self._close(conn)
+            return
+        if conn.inbuf:
+            data = conn.inbuf + data
+            conn.inbuf = b""
+        self._process(conn, data)
+
+    def _process(self, conn: Connection, buf: bytes) -> None:
+        """Parse and answer every complete request in ``buf``; keep the rest."""
+        pos = 0
+        end = len(buf)
+        answered = 0
+        limits = self._limits
+        batch_max = self._config.max_pipelined_requests
+        try:
+            while pos < end or conn.state == State.BODY:
+                state = conn.state
+                if state == State.BODY:
+                    head = conn.head
+                    assert head is not None
+                    reader = conn.chunked
+                    if reader is not None:
+                        pos = reader.feed(buf, pos)
+                        if not reader.done:
+                            break
+                        head.request.body = reader.body
+                        conn.chunked = None
+                    else:
+                        if end - pos < head.content_length:
+                            break
+                        head.request.body = buf[pos : pos + head.content_length]
+                        pos += head.content_length
+                    conn.head = None
+                else:
+                    if state == State.IDLE:
+                        conn.state = State.HEAD
+                        self._set_deadline(conn, time.monotonic() + self._config.header_timeout)
+                    parsed = parse_head(buf, pos, limits, conn.addr)
+                    if parsed is None:
+                        break
+                    head = parsed
+                    pos = head.end
+                    if head.chunked or head.content_length:
+                        if head.content_length > limits.max_body_bytes:
+                            raise RemoteProtocolError(
+                                f"request body of {head.content_length} bytes exceeds "
+                                f"{limits.max_body_bytes}",
+                                413,
+                            )
+                        if head.chunked:
+                            reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
+                            pos = reader.feed(buf, pos)
+                            complete = reader.done
+                            if complete:
+                                head.request.body = reader.body
+                            else:
+                                conn.chunked = reader
+                        else:
+                            complete = end - pos >= head.content_length
+                            if complete:
+                                head.request.body = buf[pos : pos + head.content_length]
+                                pos += head.content_length
+                        if not complete:
+                            conn.head = head
+                            conn.state = State.BODY
+                            self._set_deadline(conn, time.monotonic() + self._config.body_timeout)
+                            if head.expect_continue:
+                                conn.out.append(_CONTINUE)
+                            break
+                # A whole request: answer it.
+                answered += 1
+                if not self._respond(conn, head):
+                    # The connection ends (or switches protocol) after this response:
+                    # what follows in the buffer is never parsed as HTTP.
+                    if conn.upgrade is not None:
+                        conn.upgrade = (conn.upgrade[0], conn.upgrade[1], buf[pos:])
+                    buf = b""
+                    pos = end = 0
+                    break
+                conn.state = State.IDLE
+                if answered >= batch_max and pos < end:
+                    break  # flush this batch before parsing more
+        except RemoteProtocolError as exc:
+            self._fail(conn, exc)
+            return
+        conn.inbuf = buf[pos:] if pos < end else b""
+        if conn.state == State.IDLE:
+            self._set_deadline(
+                conn,
+                time.monotonic() + self._config.keepalive_timeout,
+            )
+        self._send(conn)
+
+    # --- responding ----------------------------------------------------------------------------
+
+    def _respond(self, conn: Connection, head: Head) -> bool:
+        """Run the handler and queue its response; False when the connection must end."""
+        req = head.request
+        resp = Response()
+        started = time.perf_counter() if self._config.access_log else 0.0
+        try:
+            self._handle(req, resp)
+            upgrade = resp.upgrade_protocol
+            if upgrade is not None:
+                conn.upgrade = (self._get_upgrade(upgrade), req, b"")
+        except Exception as exc:
+            if isinstance(exc, PluginError):
+                log.error("cannot upgrade %s %s: %s", req.method, escape(req.target), exc)
+            else:
+                log.exception("handler failed on %s %s", req.method, escape(req.target))
+            conn.upgrade = None
+            resp._drop_file()
+            resp = Response()
+            resp.status = 500
+            resp.add_header("Content-Type", "text/plain; charset=utf-8")
+            resp.set_body("Internal Server Error\n")
+        conn.requests += 1
+        keep = (
+            head.keep_alive
+            and not resp.close_connection
+            and not self._stopping
+            and conn.requests < self._config.max_requests_per_connection
+        )
+        status = resp.status
+        is_head = req.method == "HEAD"
+        out = conn.out
+        if conn.upgrade is not None:
+            keep = True
+            out.append(self._head_bytes(resp, status, _UPGRADE_TAIL + b"Upgrade: %s\r\n\r\n" % resp.upgrade_protocol.encode("ascii"), False))  # type: ignore[union-attr]
+        else:
+            out.append(self._head_bytes(resp, status, self._ka_tail if keep else _CLOSE_TAIL, True))
+            if is_head or status < 200 or status in _NO_LENGTH_STATUSES:
+                resp._drop_file()
+            elif resp.file is not None:
+                out.append(resp.file)
+                resp.file = None
+            elif resp.body:
+                out.append(resp.body)  # type: ignore[arg-type]
+        if started:
+            self._log_access(conn, req, status, resp.content_length, started)
+        if not keep:
+            conn.close_after_flush = True
+            return False
+        return conn.upgrade is None
+
+    def _head_bytes(self, resp: Response, status: int, tail: bytes, framed: bool) -> bytes:
+        parts = [status_line(status)]
+        lines = resp._lines
+        if lines:
+            parts.append("".join(lines).encode("latin-1"))
+        if framed and status >= 200 and status not in _NO_LENGTH_STATUSES:
+            parts.append(b"Content-Length: %d\r\n" % resp.content_length)
+        if not resp._has_date:
+            parts.append(self._date())
+        parts.append(tail)
+        return b"".join(parts)
+
+    def _date(self) -> bytes:
+        now = int(time.time())
+        if now != self._date_second:
+            self._date_second = now
+            self._date_line = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
+        return self._date_line
+
+    def _log_access(self, conn: Connection, req: Request, status: int, size: int, started: float) -> None:
+        if access_log.isEnabledFor(logging.INFO):
+            addr = conn.addr[0] if isinstance(conn.addr, tuple) else conn.addr
+            access_log.info(
+                '%s "%s %s %s" %d %d %.3fms',
+                addr,
+                escape(req.method),
+                escape(req.target),
+                req.version,
+                status,
+                size,
+                (time.perf_counter() - started) * 1000.0,
+            )
+
+    def _fail(self, conn: Connection, exc: RemoteProtocolError) -> None:
+        """Answer a protocol error and end the connection; nothing after it is parsed."""
+        status = exc.status_hint
+        _bad_requests.warning("rejected request from %s: %d %s", conn.addr, status, escape(str(exc)))
+        conn.inbuf = b""
+        conn.head = None
+        conn.chunked = None
+        body = f"{reason_phrase(status)}: {exc}\n".encode("latin-1", "replace")
+        conn.out.append(
+            b"".join(
+                (
+                    status_line(status),
+                    b"Content-Type: text/plain; charset=utf-8\r\n",
+                    b"Content-Length: %d\r\n" % len(body),
+                    self._date(),
+                    _CLOSE_TAIL,
+                    body,
+                )
+            )
+        )
+        conn.close_after_flush = True
+        self._send(conn)
+
+    # --- writing -------------------------------------------------------------------------------
+
+    def _send(self, conn: Connection) -> None:
+        try:
+            done = flush(conn)
+        except OSError as exc:
+            log.debug("write to %s failed: %s", conn.addr, exc)
+            self._close(conn)
+            return
+        if done:
+            self._drained(conn)
+        elif not conn.writing:
+            conn.writing = True
+            self._poller.modify(conn.fd, WRITE)
+            self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
+
+    def _on_writable(self, conn: Connection) -> None:
+        try:
+            done = flush(conn)
+        except OSError as exc:
+            log.debug("write to %s failed: %s", conn.addr, exc)
+            self._close(conn)
+            return
+        if done:
+            conn.writing = False
+            self._poller.modify(conn.fd, READ)
+            self._drained(conn)
+        else:  # writable means progress: the write deadline counts from now
+            self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
+
+    def _drained(self, conn: Connection) -> None:
+        """All output is written: close, hand over, or go on with buffered requests."""
+        if conn.upgrade is not None:
+            self._hand_over(conn)
+        elif conn.close_after_flush:
+            self._linger(conn)
+        elif conn.inbuf and conn.state != State.BODY:
+            self._ready.append(conn)  # parsed by the loop, after this batch
+        elif conn.state == State.IDLE:
+            self._set_deadline(conn, time.monotonic() + self._config.keepalive_timeout)
+
+    def _linger(self, conn: Connection) -> None:
+        conn.state = State.LINGER
+        conn.close_after_flush = False
+        try:
+            conn.sock.shutdown(socket.SHUT_WR)
+        except OSError:
+            self._close(conn)
+            return
+        self._set_deadline(conn, time.monotonic() + LINGER_SECONDS)
+
+    def _hand_over(self, conn: Connection) -> None:
+        assert conn.upgrade is not None and conn.head is None
+        plugin, request, data = conn.upgrade
+        conn.upgrade = None
+        conn.state = State.UPGRADED
+        self._poller.unregister(conn.fd)
+        del self._conns[conn.fd]
+        self._release_slot()
+        try:
+            plugin.adopt(conn.sock, request, data)
+        except Exception:
+            log.exception("protocol plugin failed to adopt the connection from %s", conn.addr)
+            conn.sock.close()
+
+    def _close(self, conn: Connection) -> None:
+        if conn.state == State.CLOSED:
+            return
+        conn.state = State.CLOSED
+        self._poller.unregister(conn.fd)
+        self._conns.pop(conn.fd, None)
+        conn.discard_output()
+        try:
+            conn.sock.close()
+        finally:
+            self._release_slot()

@@ -1,0 +1,70 @@
+"""Pieces shared by :class:`DirServer` and :class:`FileServer`: defaults, the fixed error
+answers and the validation of options.
+
+Every refusal of a path (missing, outside the root, hidden, malformed) is answered with the
+same :func:`not_found`, byte for byte, so that a client cannot tell them apart.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from peregrine_core import ConfigError, Response
+
+__all__ = [
+    "ALLOWED_METHODS",
+    "DEFAULT_CACHE_BUDGET_BYTES",
+    "DEFAULT_CACHE_CONTROL",
+    "DEFAULT_CACHE_MAX_FILE_BYTES",
+    "check_cache_control",
+    "check_size",
+    "method_not_allowed",
+    "not_found",
+]
+
+#: Revalidate before every use: always fresh, and the ETag makes revalidation a cheap 304.
+DEFAULT_CACHE_CONTROL: Final = "no-cache"
+DEFAULT_CACHE_MAX_FILE_BYTES: Final = 64 * 1024
+DEFAULT_CACHE_BUDGET_BYTES: Final = 32 * 1024 * 1024
+ALLOWED_METHODS: Final = "GET, HEAD"
+
+_NOT_FOUND_BODY: Final = b"404 Not Found\n"
+_NOT_ALLOWED_BODY: Final = b"405 Method Not Allowed\n"
+_TEXT_PLAIN: Final = "text/plain; charset=utf-8"
+
+
+def not_found(resp: Response) -> None:
+    """Answer 404 with a fixed body, whatever the reason."""
+    resp.status = 404
+    resp.add_header("Content-Type", _TEXT_PLAIN)
+    resp.set_body(_NOT_FOUND_BODY)
+
+
+def method_not_allowed(resp: Response) -> None:
+    """Answer 405 with ``Allow: GET, HEAD``.
+
+    RFC 9110 §15.5.6: "The origin server MUST generate an Allow header field in a 405
+    response containing a list of the target resource's currently supported methods."
+    """
+    resp.status = 405
+    resp.add_header("Allow", ALLOWED_METHODS)
+    resp.add_header("Content-Type", _TEXT_PLAIN)
+    resp.set_body(_NOT_ALLOWED_BODY)
+
+
+def check_size(name: str, value: object) -> int:
+    """Check a byte count option: a non-negative ``int``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        raise ConfigError(f"{name} must be a non-negative integer number of bytes, not {value!r}")
+    return value
+
+
+def check_cache_control(value: object) -> str | None:
+    """Check the ``cache_control`` option: ``None`` or a header value without control chars."""
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        raise ConfigError(f"cache_control must be a non-empty string or None, not {value!r}")
+    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F or ord(c) > 0xFF for c in value):
+        raise ConfigError(f"cache_control {value!r} contains a character not allowed in a header")
+    return value

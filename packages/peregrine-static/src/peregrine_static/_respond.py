@@ -1,0 +1,263 @@
+"""Answer a GET or HEAD for one regular file: validators, preconditions, range, body.
+
+Strategy: the caller hands over a path it has already resolved and checked, with the
+``stat`` it got on the way. Preconditions (``304``/``412``) are decided from that ``stat``
+without opening anything. A body comes either from the small-file cache (no system call),
+or from the file opened afresh: ``open`` with ``O_NOFOLLOW | O_NONBLOCK``, then ``fstat``,
+and the device and inode must be those the walk saw, which closes the race in which a
+component is swapped for a symbolic link between the check and the ``open``. When the file
+changed in between, the validators are recomputed from the ``fstat`` so headers and bytes
+always agree. Files up to ``max_file_bytes`` become a ``bytes`` body (and are cached); larger
+ones are handed to the server as a file region (``os.sendfile``), never read whole.
+
+Invariants: nothing is written to the response before the file is known to be there, so a
+file that vanished leaves the response untouched (:meth:`FileResponder.respond` returns
+``False``); at most one file descriptor is opened per request and it is either handed to the
+response or closed.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from functools import lru_cache
+from typing import Final
+
+from peregrine_core import Request, Response
+
+from ._cache import FileCache, fingerprint
+from ._http import (
+    Evaluation,
+    RangeKind,
+    etag_for,
+    evaluate_preconditions,
+    http_date,
+    if_range_allows,
+    parse_range,
+)
+
+__all__ = ["ENCODING_SUFFIXES", "FileResponder", "Variant"]
+
+#: Content coding to the suffix of its precompressed sibling and of its entity tag.
+ENCODING_SUFFIXES: Final = {"br": ".br", "gzip": ".gz"}
+_ETAG_SUFFIXES: Final = {None: "", "br": "-br", "gzip": "-gz"}
+
+_OPEN_FLAGS: Final = (
+    os.O_RDONLY
+    | getattr(os, "O_NOFOLLOW", 0)
+    | getattr(os, "O_NONBLOCK", 0)  # a FIFO swapped in must not block the worker
+    | getattr(os, "O_CLOEXEC", 0)
+    | getattr(os, "O_BINARY", 0)
+)
+
+
+class Variant:
+    """One file to send: a resolved path, its ``stat`` and its content coding (if any)."""
+
+    __slots__ = ("encoding", "path", "st")
+
+    def __init__(self, path: str, st: os.stat_result, encoding: str | None = None) -> None:
+        self.path = path
+        self.st = st
+        self.encoding = encoding
+
+
+@lru_cache(maxsize=1024)
+def _last_modified(seconds: int) -> str:
+    return http_date(seconds)
+
+
+def _validators(st: os.stat_result, encoding: str | None) -> tuple[str, int]:
+    # RFC 9110 §8.8.2.1: "An origin server with a clock MUST NOT generate a Last-Modified
+    # date that is later than the server's time of message origination (Date). If the last
+    # modification time ... evaluates to some time in the future ... the origin server MUST
+    # replace that value with the message origination date."
+    seconds = min(st.st_mtime_ns // 1_000_000_000, int(time.time()))
+    return etag_for(st.st_size, st.st_mtime_ns, _ETAG_SUFFIXES[encoding]), seconds
+
+
+def _open(path: str, expected: os.stat_result) -> tuple[int, os.stat_result] | None:
+    """Open ``path`` and check it is still the regular file the walk found."""
+    try:
+        fd = os.open(path, _OPEN_FLAGS)
+    except OSError:
+        return None
+    try:
+        st = os.fstat(fd)
+    except OSError:
+        os.close(fd)
+        return None
+    if (
+        not stat.S_ISREG(st.st_mode)
+        or st.st_ino != expected.st_ino
+        or st.st_dev != expected.st_dev
+    ):
+        os.close(fd)
+        return None
+    return fd, st
+
+
+def _read(fd: int, size: int) -> bytes:
+    """Read up to ``size`` bytes (fewer if the file shrank meanwhile)."""
+    data = os.read(fd, size)
+    if len(data) < size and data:
+        parts = [data]
+        remaining = size - len(data)
+        while remaining:
+            chunk = os.read(fd, remaining)
+            if not chunk:
+                break
+            parts.append(chunk)
+            remaining -= len(chunk)
+        data = b"".join(parts)
+    return data
+
+
+class FileResponder:
+    """Builds file responses; shared by :class:`DirServer` and :class:`FileServer`.
+
+    Args:
+        cache: where small files' contents are kept.
+        max_file_bytes: files up to this size are served from memory, larger ones with
+            ``os.sendfile``.
+        cache_control: the ``Cache-Control`` value, or ``None`` to send none.
+    """
+
+    __slots__ = ("cache", "cache_control", "max_file_bytes")
+
+    def __init__(self, cache: FileCache, max_file_bytes: int, cache_control: str | None) -> None:
+        self.cache = cache
+        self.max_file_bytes = max_file_bytes
+        self.cache_control = cache_control
+
+    def respond(
+        self,
+        req: Request,
+        resp: Response,
+        variant: Variant,
+        content_type: str,
+        *,
+        vary: bool,
+    ) -> bool:
+        """Fill ``resp`` for a GET or HEAD of ``variant``.
+
+        Returns:
+            ``False`` (and ``resp`` untouched) when the file vanished or changed identity
+            since it was resolved; ``True`` otherwise.
+        """
+        path = variant.path
+        st = variant.st
+        encoding = variant.encoding
+        etag, last_modified = _validators(st, encoding)
+
+        get_header = req.get_header
+        evaluation = evaluate_preconditions(
+            if_match=get_header("if-match"),
+            if_unmodified_since=get_header("if-unmodified-since"),
+            if_none_match=get_header("if-none-match"),
+            if_modified_since=get_header("if-modified-since"),
+            etag=etag,
+            last_modified=last_modified,
+        )
+        if evaluation is Evaluation.NOT_MODIFIED:
+            # RFC 9110 §15.4.5: "The server generating a 304 response MUST generate any of
+            # the following header fields that would have been sent in a 200 (OK) response
+            # to the same request: Content-Location, Date, ETag, and Vary; Cache-Control
+            # and Expires". No content: the server frames a 304 without a body.
+            resp.status = 304
+            resp.add_header("ETag", etag)
+            resp.add_header("Last-Modified", _last_modified(last_modified))
+            self._add_caching(resp, vary)
+            return True
+        if evaluation is Evaluation.PRECONDITION_FAILED:
+            resp.status = 412
+            resp.add_header("ETag", etag)
+            self._add_caching(resp, vary)
+            return True
+
+        # The body: cached bytes, freshly read bytes, or an open file for sendfile.
+        data: bytes | None = None
+        fd = -1
+        if st.st_size <= self.max_file_bytes:
+            data = self.cache.get(path, st)
+        if data is None:
+            opened = _open(path, st)
+            if opened is None:
+                return False
+            fd, fresh = opened
+            if fingerprint(fresh) != fingerprint(st):
+                st = fresh
+                etag, last_modified = _validators(st, encoding)
+            if st.st_size <= self.max_file_bytes:
+                try:
+                    data = _read(fd, st.st_size)
+                except OSError:
+                    return False
+                finally:
+                    os.close(fd)
+                    fd = -1
+                self.cache.put(path, st, data)
+        size = st.st_size if data is None else len(data)
+
+        try:
+            start, end = 0, size - 1
+            partial = False
+            range_header = get_header("range")
+            # RFC 9110 §14.2: "A server MUST ignore a Range header field received with a
+            # request method that is unrecognized or for which range handling is not
+            # defined. For this specification, GET is the only method for which range
+            # handling is defined." §13.1.5: If-Range without Range is ignored likewise.
+            if range_header is not None and req.method == "GET":
+                if_range = get_header("if-range")
+                if if_range is None or if_range_allows(
+                    if_range, etag=etag, last_modified=last_modified
+                ):
+                    result = parse_range(range_header, size)
+                    if result.kind is RangeKind.UNSATISFIABLE:
+                        # §15.5.17: "When this status code is generated in response to a
+                        # byte-range request, the sender SHOULD generate a Content-Range
+                        # header field specifying the current length of the selected
+                        # representation", i.e. "bytes */<length>" (§14.4).
+                        resp.status = 416
+                        resp.add_header("Content-Range", f"bytes */{size}")
+                        resp.add_header("Accept-Ranges", "bytes")
+                        self._add_caching(resp, vary)
+                        return True
+                    if result.kind is RangeKind.SINGLE:
+                        start, end = result.start, result.end
+                        partial = True
+
+            resp.status = 206 if partial else 200
+            add = resp.add_header
+            add("Content-Type", content_type)
+            if encoding is not None:
+                add("Content-Encoding", encoding)
+            add("ETag", etag)
+            add("Last-Modified", _last_modified(last_modified))
+            # §14.3: "A server that supports range requests MAY send Accept-Ranges: bytes".
+            add("Accept-Ranges", "bytes")
+            self._add_caching(resp, vary)
+            if partial:
+                # §14.4: Content-Range = range-unit SP ( range-resp / unsatisfied-range );
+                # range-resp = incl-range "/" ( complete-length / "*" )
+                add("Content-Range", f"bytes {start}-{end}/{size}")
+            if data is not None:
+                resp.set_body(memoryview(data)[start : end + 1] if partial else data)
+            else:
+                file = open(fd, "rb", buffering=0, closefd=True)  # noqa: SIM115 - the response owns it
+                fd = -1
+                resp.set_file(file, start, end + 1 - start)
+            return True
+        finally:
+            if fd >= 0:
+                os.close(fd)
+
+    def _add_caching(self, resp: Response, vary: bool) -> None:
+        if self.cache_control is not None:
+            resp.add_header("Cache-Control", self.cache_control)
+        if vary:
+            # RFC 9110 §12.5.5: "An origin server SHOULD send a Vary header field when its
+            # algorithm for selecting a representation varies based on aspects of the
+            # request message other than the method and target URI".
+            resp.add_header("Vary", "Accept-Encoding")
