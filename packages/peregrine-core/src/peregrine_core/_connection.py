@@ -53,6 +53,7 @@ class Connection:
 
     __slots__ = (
         "addr",
+        "batch_full",
         "chunked",
         "close_after_flush",
         "deadline",
@@ -76,6 +77,7 @@ class Connection:
         self.out: deque[bytes | memoryview | FileBody] = deque()
         self.writing = False  # registered for writability
         self.close_after_flush = False
+        self.batch_full = False  # stopped parsing at max_pipelined_requests; more may be buffered
         self.deadline = deadline
         self.requests = 0
         self.head: Head | None = None

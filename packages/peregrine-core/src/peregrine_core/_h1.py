@@ -343,7 +343,15 @@ class ChunkedReader:
     fields, bounded, and discarded. The body is counted as it arrives against the limit.
     """
 
-    __slots__ = ("_body", "_remaining", "_state", "_trailer_fields", "done", "max_body_bytes", "_trailer_budget")
+    __slots__ = (
+        "_body",
+        "_remaining",
+        "_state",
+        "_trailer_budget",
+        "_trailer_fields",
+        "done",
+        "max_body_bytes",
+    )
 
     _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 

@@ -8,7 +8,7 @@ from typing import Any, Protocol, runtime_checkable
 from ._request import Request
 from ._response import Response
 
-__all__ = ["Handler", "WS_HOOKS", "check_handler"]
+__all__ = ["WS_HOOKS", "Handler", "check_handler"]
 
 #: Handler methods that only make sense with the ``websocket`` upgrade plugin installed.
 WS_HOOKS = ("handle_ws_conn", "handle_ws_frame", "handle_ws_message", "handle_ws_disconn")
@@ -36,9 +36,7 @@ def check_handler(handler: Any) -> Any:
     if isinstance(handler, type):
         cls = handler
         if not callable(getattr(cls, "handle_request", None)):
-            raise TypeError(
-                f"handler class {cls.__qualname__} has no handle_request(self, req, resp) method"
-            )
+            raise TypeError(f"handler class {cls.__qualname__} has no handle_request(self, req, resp) method")
         try:
             handler = cls()
         except TypeError as exc:

@@ -22,9 +22,7 @@ __all__ = ["FileBody", "Response"]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
-_MANAGED: Final = frozenset(
-    {"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"}
-)
+_MANAGED: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
 
 
 class _FileLike(Protocol):

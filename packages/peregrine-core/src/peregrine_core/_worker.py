@@ -158,7 +158,7 @@ class Worker:
                         self._on_readable(conn)
                 while ready:
                     conn = ready.popleft()
-                    if conn.inbuf and not conn.writing and conn.state in (State.IDLE, State.HEAD):
+                    if conn.inbuf and not conn.writing and conn.state == State.IDLE:
                         data, conn.inbuf = conn.inbuf, b""
                         self._process(conn, data)
                 now = monotonic()
@@ -191,13 +191,11 @@ class Worker:
             conn = Connection(sock, addr, deadline)
             self._conns[conn.fd] = conn
             self._poller.register(conn.fd, READ)
-        if deadline < self._next_deadline:
-            self._next_deadline = deadline
+        self._next_deadline = min(self._next_deadline, deadline)
 
     def _set_deadline(self, conn: Connection, deadline: float) -> None:
         conn.deadline = deadline
-        if deadline < self._next_deadline:
-            self._next_deadline = deadline
+        self._next_deadline = min(self._next_deadline, deadline)
 
     def _sweep(self, now: float) -> None:
         self._last_sweep = now
@@ -336,7 +334,8 @@ class Worker:
                     break
                 conn.state = State.IDLE
                 if answered >= batch_max and pos < end:
-                    break  # flush this batch before parsing more
+                    conn.batch_full = True  # flush this batch before parsing more
+                    break
         except RemoteProtocolError as exc:
             self._fail(conn, exc)
             return
@@ -383,7 +382,10 @@ class Worker:
         out = conn.out
         if conn.upgrade is not None:
             keep = True
-            out.append(self._head_bytes(resp, status, _UPGRADE_TAIL + b"Upgrade: %s\r\n\r\n" % resp.upgrade_protocol.encode("ascii"), False))  # type: ignore[union-attr]
+            protocol = (resp.upgrade_protocol or "").encode("ascii")
+            out.append(
+                self._head_bytes(resp, status, b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol), False)
+            )
         else:
             out.append(self._head_bytes(resp, status, self._ka_tail if keep else _CLOSE_TAIL, True))
             if is_head or status < 200 or status in _NO_LENGTH_STATUSES:
@@ -492,7 +494,8 @@ class Worker:
             self._hand_over(conn)
         elif conn.close_after_flush:
             self._linger(conn)
-        elif conn.inbuf and conn.state != State.BODY:
+        elif conn.batch_full:
+            conn.batch_full = False
             self._ready.append(conn)  # parsed by the loop, after this batch
         elif conn.state == State.IDLE:
             self._set_deadline(conn, time.monotonic() + self._config.keepalive_timeout)

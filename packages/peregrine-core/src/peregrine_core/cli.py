@@ -26,7 +26,10 @@ from .plugins import HANDLERS_GROUP, available, load
 __all__ = ["main"]
 
 _HELP: dict[str, str] = {
-    "workers": "worker threads per process: a number or 'auto' (1 on GIL builds, one per CPU on free-threaded builds)",
+    "workers": (
+        "worker threads per process: a number or 'auto' "
+        "(1 on GIL builds, one per CPU on free-threaded builds)"
+    ),
     "accept_threads": "threads accepting connections",
     "backlog": "length of the kernel's queue of connections not yet accepted",
     "tcp_nodelay": "disable Nagle's algorithm on accepted sockets",
@@ -59,7 +62,9 @@ def _parser() -> argparse.ArgumentParser:
         ),
     )
     p.add_argument("app", metavar="APP", help="MODULE:ATTR, or a registered handler name")
-    p.add_argument("arg", metavar="ARG", nargs="?", help="argument of a registered handler (e.g. a directory)")
+    p.add_argument(
+        "arg", metavar="ARG", nargs="?", help="argument of a registered handler (e.g. a directory)"
+    )
     p.add_argument("--host", default="0.0.0.0", help="address to listen on (default: %(default)s)")
     p.add_argument("--port", type=int, default=3000, help="TCP port (default: %(default)s)")
     p.add_argument(
@@ -75,7 +80,9 @@ def _parser() -> argparse.ArgumentParser:
         default = getattr(defaults, f.name)
         help_text = f"{_HELP[f.name]} (default: {default})"
         if f.type == "bool":
-            p.add_argument(flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text)
+            p.add_argument(
+                flag, dest=f.name, action=argparse.BooleanOptionalAction, default=None, help=help_text
+            )
         elif f.type == "int":
             p.add_argument(flag, dest=f.name, type=int, default=None, metavar="N", help=help_text)
         elif f.type == "float":
@@ -118,7 +125,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     overrides = {
-        f.name: getattr(ns, f.name) for f in dataclasses.fields(ServerConfig) if getattr(ns, f.name) is not None
+        f.name: getattr(ns, f.name)
+        for f in dataclasses.fields(ServerConfig)
+        if getattr(ns, f.name) is not None
     }
     try:
         config = ServerConfig(**overrides)

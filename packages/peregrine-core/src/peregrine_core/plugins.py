@@ -112,9 +112,7 @@ def load(group: str, name: str) -> object:
             UPGRADES_GROUP: {"websocket": " (pip install peregrine-ws)"},
             HANDLERS_GROUP: {"static": " (pip install peregrine-static)"},
         }.get(group, {}).get(name, "")
-        raise PluginError(
-            f"no plugin {name!r} in entry-point group {group!r}{hint}; installed: {names}"
-        )
+        raise PluginError(f"no plugin {name!r} in entry-point group {group!r}{hint}; installed: {names}")
     try:
         obj = found.entry_point.load()
     except ImportError as exc:

@@ -27,7 +27,7 @@ def serve(
     config: ServerConfig | None = None,
     host: str = "127.0.0.1",
     start_timeout: float = 10.0,
-    stop_timeout: float = 30.0,
+    stop_timeout: float | None = None,
 ) -> Iterator[Server]:
     """Run a server in a background thread for the duration of the ``with`` block.
 
@@ -35,6 +35,8 @@ def serve(
         RuntimeError: the server did not start, or did not stop, within its timeout.
     """
     server = Server(handler, host=host, port=0, config=config)
+    if stop_timeout is None:
+        stop_timeout = server.config.graceful_timeout + 10.0
     server.bind()
     errors: list[BaseException] = []
 
