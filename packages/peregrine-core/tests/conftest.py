@@ -7,15 +7,16 @@ import time
 
 import pytest
 
+from peregrine_core._config import PollerName
 from peregrine_core.poller import available_pollers
 
 TIMEOUT = 5.0
 
 
 @pytest.fixture(params=available_pollers())
-def poller_name(request: pytest.FixtureRequest) -> str:
+def poller_name(request: pytest.FixtureRequest) -> PollerName:
     """Every poller backend this platform has."""
-    name: str = request.param
+    name: PollerName = request.param
     return name
 
 

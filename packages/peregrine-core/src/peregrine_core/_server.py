@@ -108,6 +108,7 @@ class Server:
         self.host = host
         self._port = port
         self._listener: socket.socket | None = None
+        self._address: tuple[str, int] | None = None
         self._upgrades: dict[str, UpgradeHandler] = {}
         self._upgrade_lock = threading.Lock()
         hooks = [h for h in WS_HOOKS if callable(getattr(self.handler, h, None))]
@@ -151,14 +152,15 @@ class Server:
             sock.close()
             raise
         self._listener = sock
+        self._address = sock.getsockname()[:2]
 
     @property
     def address(self) -> tuple[str, int]:
-        """The bound ``(host, port)``; binds first if needed."""
-        self.bind()
-        assert self._listener is not None
-        host, port = self._listener.getsockname()[:2]
-        return host, port
+        """The bound ``(host, port)``; binds first if the server never did."""
+        if self._address is None:
+            self.bind()
+        assert self._address is not None
+        return self._address
 
     @property
     def port(self) -> int:
