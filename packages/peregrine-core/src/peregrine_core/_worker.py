@@ -49,8 +49,6 @@ _CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
 _UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
 _NO_LENGTH_STATUSES: Final = frozenset({204, 304})
 
-_bad_requests = RateLimitedLog(log)
-
 
 class Worker:
     """One worker thread and everything it owns."""
@@ -77,6 +75,7 @@ class Worker:
         )
         self._poller: Poller = make_poller(config.poller)
         self._waker = Waker()
+        self._bad_requests = RateLimitedLog(log)  # one warning per 10 s, with a count
         self._inbox: deque[tuple[socket.socket, object]] = deque()
         self._conns: dict[int, Connection] = {}
         self._ready: deque[Connection] = deque()  # connections with buffered requests to parse
@@ -438,7 +437,7 @@ class Worker:
     def _fail(self, conn: Connection, exc: RemoteProtocolError) -> None:
         """Answer a protocol error and end the connection; nothing after it is parsed."""
         status = exc.status_hint
-        _bad_requests.warning("rejected request from %s: %d %s", conn.addr, status, escape(str(exc)))
+        self._bad_requests.warning("rejected request from %s: %d %s", conn.addr, status, escape(str(exc)))
         conn.inbuf = b""
         conn.head = None
         conn.chunked = None
