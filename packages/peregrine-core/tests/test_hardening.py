@@ -11,9 +11,10 @@ import time
 
 import pytest
 
-from conftest import TIMEOUT, Reader, connect, exchange
 from peregrine_core import Request, Response, ServerConfig
 from peregrine_core.testing import serve
+
+from conftest import TIMEOUT, Reader, connect, exchange
 
 
 class Recorder:

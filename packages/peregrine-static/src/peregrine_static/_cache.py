@@ -82,7 +82,7 @@ class FileCache:
             too recently to trust its timestamp, or when ``data`` is not ``st_size`` long.
         """
         size = len(data)
-        if size > self.budget_bytes or size != st.st_size:
+        if not self.budget_bytes or size > self.budget_bytes or size != st.st_size:
             return False
         if time.time() - st.st_mtime < RACY_WINDOW_SECONDS:
             return False

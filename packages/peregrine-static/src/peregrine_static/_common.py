@@ -65,6 +65,6 @@ def check_cache_control(value: object) -> str | None:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ConfigError(f"cache_control must be a non-empty string or None, not {value!r}")
-    if any(ord(c) < 0x20 and c != "\t" or ord(c) == 0x7F or ord(c) > 0xFF for c in value):
+    if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F or ord(c) > 0xFF for c in value):
         raise ConfigError(f"cache_control {value!r} contains a character not allowed in a header")
     return value

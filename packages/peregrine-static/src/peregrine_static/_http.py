@@ -15,8 +15,8 @@ import re
 import time
 from datetime import UTC, datetime
 from email.utils import formatdate
-from functools import lru_cache
 from enum import Enum, IntEnum
+from functools import lru_cache
 from typing import Final, NamedTuple
 
 __all__ = [
@@ -38,10 +38,15 @@ __all__ = [
 #: ``int()`` away from CPython's 4300-digit limit).
 _MAX_POSITION_DIGITS: Final = 18
 _HUGE_POSITION: Final = 10**18
+#: The longest HTTP-date ("Wednesday, 09-Nov-94 08:49:37 GMT") is 33 characters.
+_MAX_DATE_CHARS: Final = 40
+#: Accept-Encoding values longer than this are parsed every time instead of being cached.
+_MAX_CACHED_ACCEPT_ENCODING_CHARS: Final = 256
 
 # RFC 9110 §8.8.3: entity-tag = [ weak ] opaque-tag; weak = %s"W/";
 # opaque-tag = DQUOTE *etagc DQUOTE; etagc = %x21 / %x23-7E / obs-text
-_ENTITY_TAG: Final = re.compile(r'\s*(W/)?("[\x21\x23-\x7e\x80-\xff]*")\s*(?:,|$)')
+_ENTITY_TAG: Final = re.compile(r'[ \t]*(W/)?("[\x21\x23-\x7e\x80-\xff]*")[ \t]*(?:,|\Z)')
+_EMPTY_ELEMENT: Final = re.compile(r"[ \t]*(?:,|\Z)")
 # RFC 9110 §14.2: range-spec = int-range / suffix-range; int-range = first-pos "-" [ last-pos ]
 _RANGE_SPEC: Final = re.compile(r"([0-9]*)-([0-9]*)")
 # RFC 9110 §12.4.2: weight = OWS ";" OWS "q=" qvalue; qvalue = ( "0" [ "." 0*3DIGIT ] ) /
@@ -86,7 +91,6 @@ _ASCTIME_DATE: Final = re.compile(
 )
 
 
-@lru_cache(maxsize=256)
 def parse_http_date(value: str) -> int | None:
     """Parse an HTTP-date into whole POSIX seconds, or ``None`` when it is not one.
 
@@ -95,6 +99,13 @@ def parse_http_date(value: str) -> int | None:
     is accepted: no numeric zones, no missing zone.
     """
     value = value.strip(" \t")
+    if len(value) > _MAX_DATE_CHARS:
+        return None  # also keeps huge values out of the cache
+    return _parse_http_date(value)
+
+
+@lru_cache(maxsize=256)
+def _parse_http_date(value: str) -> int | None:
     match = _IMF_FIXDATE.fullmatch(value)
     if match is not None:
         day, month, year, hour, minute, second = match.groups()
@@ -118,9 +129,7 @@ def parse_http_date(value: str) -> int | None:
             month, day, hour, minute, second, year = match.groups()
             year_number = int(year)
     try:
-        stamp = datetime(
-            year_number, _MONTHS[month], int(day), int(hour), int(minute), int(second), 0, UTC
-        )
+        stamp = datetime(year_number, _MONTHS[month], int(day), int(hour), int(minute), int(second), 0, UTC)
     except ValueError:  # 31 Feb, hour 25...
         return None
     return calendar.timegm(stamp.timetuple())
@@ -135,13 +144,11 @@ def _tags(value: str) -> list[tuple[bool, str]] | None:
         match = _ENTITY_TAG.match(value, pos)
         if match is None:
             # RFC 9110 §5.6.1: a recipient accepts empty list elements ("a, , b").
-            rest = value[pos:].lstrip(" \t")
-            if rest.startswith(","):
-                pos = end - len(rest) + 1
-                continue
-            if not rest:
-                break
-            return None
+            match = _EMPTY_ELEMENT.match(value, pos)
+            if match is None:
+                return None
+            pos = match.end()
+            continue
         tags.append((match.group(1) is not None, match.group(2)))
         pos = match.end()
     return tags
@@ -310,7 +317,6 @@ def parse_range(value: str, size: int) -> RangeResult:
     return RangeResult(RangeKind.SINGLE, start, size - 1 if end is None or end >= size else end)
 
 
-@lru_cache(maxsize=256)
 def accepted_codings(value: str | None) -> tuple[str, ...]:
     """The content codings a client accepts, best first, among ``br`` and ``gzip``.
 
@@ -323,6 +329,12 @@ def accepted_codings(value: str | None) -> tuple[str, ...]:
     """
     if not value:
         return ()
+    if len(value) > _MAX_CACHED_ACCEPT_ENCODING_CHARS:
+        return _parse_accept_encoding(value)
+    return _cached_accept_encoding(value)
+
+
+def _parse_accept_encoding(value: str) -> tuple[str, ...]:
     weights: dict[str, float] = {}
     star: float | None = None
     for member in value.split(","):
@@ -353,3 +365,6 @@ def accepted_codings(value: str | None) -> tuple[str, ...]:
             ranked.append((-weight, preference, coding))
     ranked.sort()
     return tuple(coding for _, _, coding in ranked)
+
+
+_cached_accept_encoding: Final = lru_cache(maxsize=256)(_parse_accept_encoding)

@@ -23,7 +23,9 @@ __all__ = ["render_listing"]
 _UNSERVABLE: Final = re.compile(r"[\x00-\x1f\x7f\\\ud800-\udfff]")
 
 
-def _entries(directory: str, root: str, *, show_hidden: bool, policy: SymlinkPolicy) -> list[tuple[str, bool]]:
+def _entries(
+    directory: str, root: str, *, show_hidden: bool, policy: SymlinkPolicy
+) -> list[tuple[str, bool]]:
     entries = []
     with os.scandir(directory) as it:
         for entry in it:

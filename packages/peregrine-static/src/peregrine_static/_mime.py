@@ -129,11 +129,7 @@ def with_charset(media_type: str) -> str:
     """
     if ";" in media_type:
         return media_type
-    if (
-        media_type.startswith("text/")
-        or media_type.endswith(("+json", "+xml"))
-        or media_type in _TEXTUAL
-    ):
+    if media_type.startswith("text/") or media_type.endswith(("+json", "+xml")) or media_type in _TEXTUAL:
         return media_type + "; charset=utf-8"
     return media_type
 

@@ -17,8 +17,8 @@ Two steps, kept apart so the first needs no IO and can be tested from string lit
 Invariants: a path that comes out of :func:`resolve` is ``root`` or starts with
 ``root + os.sep`` and contains no symbolic link (as of the walk; the opener re-checks the
 inode after ``open``, closing the race). Every refusal is ``None``: the caller cannot tell,
-and so cannot reveal, *why* a path was refused (CVE-2025-69226: "missing" and "outside the
-root" must look the same).
+and so cannot reveal, *why* a path was refused: "missing" and "outside the root" must look
+the same (aiohttp 3.13 leaked static path components by answering them differently).
 """
 
 from __future__ import annotations
@@ -52,7 +52,7 @@ def split_path(raw: str, *, allow_hidden: bool) -> tuple[list[str], bool] | None
     Returns:
         ``(segments, trailing_slash)``, or ``None`` when the path is refused. ``segments`` are
         decoded, non-empty and never ``.`` or ``..``; ``trailing_slash`` says whether the
-        path ended with ``/`` (an empty path counts as ending with one).
+        path ended with ``/`` or ``/.`` (an empty path counts as ending with one).
     """
     if "%" in raw:
         if _BAD_ESCAPE.search(raw) is not None or _ENCODED_SLASH.search(raw) is not None:
@@ -62,14 +62,13 @@ def split_path(raw: str, *, allow_hidden: bool) -> tuple[list[str], bool] | None
             path = unquote_to_bytes(raw.encode("latin-1")).decode("utf-8")
         except (UnicodeEncodeError, UnicodeDecodeError):
             return None
+    elif not raw.isascii():
+        try:
+            path = raw.encode("latin-1").decode("utf-8")
+        except (UnicodeEncodeError, UnicodeDecodeError):
+            return None
     else:
-        if not raw.isascii():
-            try:
-                path = raw.encode("latin-1").decode("utf-8")
-            except (UnicodeEncodeError, UnicodeDecodeError):
-                return None
-        else:
-            path = raw
+        path = raw
     forbidden = _FORBIDDEN_WINDOWS if os.name == "nt" else _FORBIDDEN
     if forbidden.search(path) is not None:
         return None
@@ -77,13 +76,13 @@ def split_path(raw: str, *, allow_hidden: bool) -> tuple[list[str], bool] | None
     for segment in path.split("/"):
         if not segment or segment == ".":
             continue
-        if segment[0] == ".":
-            # RFC 3986 §5.2.4 would remove dot segments; browsers do so before sending, so a
-            # ``..`` that reaches us is a probe: refuse it instead of resolving it.
-            if segment == ".." or not allow_hidden:
-                return None
+        # RFC 3986 §5.2.4 would remove dot segments; browsers do so before sending, so a
+        # ``..`` that reaches us is a probe: refuse it instead of resolving it.
+        if segment[0] == "." and (segment == ".." or not allow_hidden):
+            return None
         segments.append(segment)
-    return segments, (not path or path[-1] == "/")
+    # "a/" and "a/." both name the directory "a" (RFC 3986 §5.2.4 keeps the final slash).
+    return segments, path.rpartition("/")[2] in ("", ".")
 
 
 def is_inside(path: str, root: str) -> bool:
@@ -91,9 +90,7 @@ def is_inside(path: str, root: str) -> bool:
     return path == root or path.startswith(root if root.endswith(os.sep) else root + os.sep)
 
 
-def resolve_leaf(
-    path: str, root: str, policy: SymlinkPolicy
-) -> tuple[str, os.stat_result] | None:
+def resolve_leaf(path: str, root: str, policy: SymlinkPolicy) -> tuple[str, os.stat_result] | None:
     """``lstat`` one path whose parent is known to be safe; follow a symbolic link per policy.
 
     Returns:
@@ -114,9 +111,7 @@ def resolve_leaf(
     return path, st
 
 
-def resolve(
-    root: str, segments: list[str], policy: SymlinkPolicy
-) -> tuple[str, os.stat_result] | None:
+def resolve(root: str, segments: list[str], policy: SymlinkPolicy) -> tuple[str, os.stat_result] | None:
     """Walk ``segments`` below ``root`` (a real path) and return what they name.
 
     Returns:

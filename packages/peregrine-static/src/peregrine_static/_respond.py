@@ -88,11 +88,7 @@ def _open(path: str, expected: os.stat_result) -> tuple[int, os.stat_result] | N
     except OSError:
         os.close(fd)
         return None
-    if (
-        not stat.S_ISREG(st.st_mode)
-        or st.st_ino != expected.st_ino
-        or st.st_dev != expected.st_dev
-    ):
+    if not stat.S_ISREG(st.st_mode) or st.st_ino != expected.st_ino or st.st_dev != expected.st_dev:
         os.close(fd)
         return None
     return fd, st
@@ -210,9 +206,7 @@ class FileResponder:
             # handling is defined." §13.1.5: If-Range without Range is ignored likewise.
             if range_header is not None and req.method == "GET":
                 if_range = get_header("if-range")
-                if if_range is None or if_range_allows(
-                    if_range, etag=etag, last_modified=last_modified
-                ):
+                if if_range is None or if_range_allows(if_range, etag=etag, last_modified=last_modified):
                     result = parse_range(range_header, size)
                     if result.kind is RangeKind.UNSATISFIABLE:
                         # §15.5.17: "When this status code is generated in response to a

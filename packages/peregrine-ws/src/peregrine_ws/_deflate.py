@@ -36,6 +36,7 @@ EXTENSION_NAME: Final = "permessage-deflate"
 #: RFC 7692 §7.2.1: the sender removes these four octets from the end of each message;
 #: §7.2.2: the receiver appends them before inflating.
 _TAIL: Final = b"\x00\x00\xff\xff"
+_EMPTY_STORED_BLOCK: Final = b"\x00" + _TAIL
 #: RFC 7692 §7.1.2: window bits are "a decimal integer value without leading zeros
 #: between 8 to 15, inclusive".
 _WINDOW_BITS: Final = {str(n): n for n in range(8, 16)}
@@ -253,7 +254,10 @@ class PerMessageDeflate:
             raise ProtocolError(
                 "message exceeds the size limit once decompressed", CloseCode.MESSAGE_TOO_BIG
             )
-        if dec.eof and dec.unused_data:
+        # §7.2.3.4: a message may end with a block that has BFINAL set; the sender then
+        # appends an empty stored block (00 00 00 ff ff) and strips its last 4 bytes.
+        # Anything else after the final block is invalid.
+        if dec.eof and not _EMPTY_STORED_BLOCK.startswith(dec.unused_data):
             raise ProtocolError(
                 "data after the final deflate block of a message", CloseCode.INVALID_DATA
             )
