@@ -24,7 +24,7 @@ def _version(dist: str) -> tuple[int, ...]:
     about = ROOT / "packages" / dist / "src" / dist.replace("-", "_") / "__about__.py"
     match = re.fullmatch(r'__version__ = "([0-9.]+)"\n', about.read_text())
     if match is None:
-        raise SystemExit(f"{about}: must hold only __version__ = \"X.Y.Z\"")
+        raise SystemExit(f'{about}: must hold only __version__ = "X.Y.Z"')
     return tuple(int(x) for x in match.group(1).split("."))
 
 

@@ -192,6 +192,11 @@ class Server:
             worker.force_stop()
         self.shutdown()
 
+    @property
+    def stopped_forcibly(self) -> bool:
+        """Whether the last stop skipped the graceful wait (a second SIGINT, or force_shutdown)."""
+        return self._forced
+
     def __enter__(self) -> Server:
         self.bind()
         return self

@@ -138,7 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"peregrine: error: {exc}", file=sys.stderr)
         return 1
     server.start()
-    return 130 if server._forced else 0
+    return 130 if server.stopped_forcibly else 0
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -1,0 +1,324 @@
+"""The markdown report: the machine, the method, one table per scenario, and the ratios.
+
+Strategy: the harness collects one :class:`RunRecord` per (round, scenario, server); this module
+only reads them. Per server and scenario it shows the median over rounds of every figure
+(sums for error counts, so one bad round stays visible) and the requests/s of each round.
+
+Ratios are computed pairwise within a round, then the median over rounds is shown with the
+range. Only a ratio between two servers measured minutes apart on the same machine means
+anything on a noisy machine; absolute numbers are indications.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import statistics
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Final
+
+from loadgen import LoadResult, Scenario
+
+_DASH: Final = "–"
+_MIB: Final = 1024 * 1024
+_COLUMNS: Final = (
+    "server", "req/s", "latency avg", "latency stdev", "latency p99", "errors", "timeouts",
+    "non-2xx", "CPU µs/req", "RSS MiB", "req/s by round",
+)  # fmt: skip
+
+
+@dataclass(frozen=True)
+class RunRecord:
+    """One server loaded by one scenario in one round.
+
+    Attributes:
+        round_index: 1-based round number.
+        scenario: the scenario's key.
+        server: the server's name.
+        result: what the load generator measured, or ``None`` if the run failed.
+        cpu_s: server CPU time (user + system, whole process tree) during the measured run.
+        rss_bytes: resident memory of the server's process tree after the run.
+        error: why the run failed, or a warning about it.
+    """
+
+    round_index: int
+    scenario: str
+    server: str
+    result: LoadResult | None
+    cpu_s: float | None = None
+    rss_bytes: int | None = None
+    error: str | None = None
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        """Server CPU microseconds per request answered."""
+        if self.result is None or self.cpu_s is None or self.result.requests <= 0:
+            return None
+        return self.cpu_s * 1e6 / self.result.requests
+
+
+@dataclass
+class ReportInput:
+    """Everything :func:`render` needs."""
+
+    command_line: str
+    started: str
+    machine: list[tuple[str, str]]
+    method: list[str]
+    servers: list[tuple[str, str, str]]
+    """(name, what runs, version) for every server of the run, in order."""
+    scenarios: list[Scenario]
+    ours: list[str]
+    records: list[RunRecord]
+    notes: list[str] = field(default_factory=list)
+
+
+# --- the machine --------------------------------------------------------------------------------
+
+
+def machine_info(python: str) -> list[tuple[str, str]]:
+    """CPU model, cores, memory, kernel, OS and Python of this machine."""
+    model = _first_value("/proc/cpuinfo", "model name") or platform.processor() or "unknown"
+    memory_kib = _first_value("/proc/meminfo", "MemTotal")
+    memory = f"{int(memory_kib.split()[0]) / _MIB:.1f} GiB" if memory_kib else "unknown"
+    os_name = "unknown"
+    try:
+        for line in Path("/etc/os-release").read_text().splitlines():
+            if line.startswith("PRETTY_NAME="):
+                os_name = line.partition("=")[2].strip('"')
+    except OSError:
+        pass
+    load = ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    return [
+        ("CPU", model),
+        ("logical CPUs", f"{os.cpu_count()} (this process may use {len(os.sched_getaffinity(0))})"),
+        ("memory", memory),
+        ("kernel", f"{platform.system()} {platform.release()} {platform.machine()}"),
+        ("OS", os_name),
+        ("Python (servers)", python),
+        ("load average at start", load),
+    ]
+
+
+def _first_value(path: str, key: str) -> str | None:
+    try:
+        with open(path, encoding="utf-8", errors="replace") as f:
+            for line in f:
+                name, _, value = line.partition(":")
+                if name.strip() == key:
+                    return value.strip()
+    except OSError:
+        return None
+    return None
+
+
+# --- formatting -----------------------------------------------------------------------------------
+
+
+def fmt_rate(value: float | None) -> str:
+    """Requests per second with thousands separators."""
+    return _DASH if value is None else f"{value:,.0f}"
+
+
+def fmt_us(value: float | None) -> str:
+    """A duration given in microseconds, in the most readable unit."""
+    if value is None:
+        return _DASH
+    if value < 1e3:
+        return f"{value:.0f} µs"
+    if value < 1e6:
+        return f"{value / 1e3:.2f} ms"
+    return f"{value / 1e6:.2f} s"
+
+
+def fmt_cpu(value: float | None) -> str:
+    """CPU microseconds per request."""
+    return _DASH if value is None else f"{value:.1f}"
+
+
+def fmt_mib(value: float | None) -> str:
+    """Bytes as MiB."""
+    return _DASH if value is None else f"{value / _MIB:.0f}"
+
+
+def fmt_ratio(values: Sequence[float]) -> str:
+    """Median ratio, with the range over rounds when there is more than one."""
+    if not values:
+        return _DASH
+    text = f"{statistics.median(values):.2f}×"
+    if len(values) > 1:
+        text += f" ({min(values):.2f}–{max(values):.2f})"
+    return text
+
+
+def _median(values: Sequence[float | None]) -> float | None:
+    present = [v for v in values if v is not None]
+    return statistics.median(present) if present else None
+
+
+def _row(cells: Sequence[str]) -> str:
+    return "| " + " | ".join(cells) + " |"
+
+
+def _table(header: Sequence[str], align: Sequence[str], rows: Sequence[Sequence[str]]) -> list[str]:
+    lines = [_row(header), _row(["---:" if a == "r" else "---" for a in align])]
+    lines += [_row(r) for r in rows]
+    return lines
+
+
+# --- ratios ---------------------------------------------------------------------------------------
+
+
+def paired_ratios(
+    records: Sequence[RunRecord],
+    scenario: str,
+    ours: str,
+    peer: str,
+    figure: Callable[[RunRecord], float | None],
+    *,
+    peer_over_ours: bool = False,
+) -> list[float]:
+    """Ratios of ``figure`` between ``ours`` and ``peer``, one per round where both have it.
+
+    ``ours ÷ peer`` by default, ``peer ÷ ours`` with ``peer_over_ours`` (so that a ratio above 1
+    always favours ours when the figure is a cost).
+    """
+    by_round: dict[tuple[int, str], float] = {}
+    for r in records:
+        if r.scenario == scenario and r.server in (ours, peer):
+            value = figure(r)
+            if value is not None:
+                by_round[(r.round_index, r.server)] = value
+    ratios = []
+    for (round_index, server), value in sorted(by_round.items()):
+        if server != ours:
+            continue
+        other = by_round.get((round_index, peer))
+        if other is None or other <= 0 or value <= 0:
+            continue
+        ratios.append(other / value if peer_over_ours else value / other)
+    return ratios
+
+
+def _rps(r: RunRecord) -> float | None:
+    return r.result.requests_per_s if r.result is not None else None
+
+
+def _cpu(r: RunRecord) -> float | None:
+    return r.cpu_us_per_request
+
+
+# --- the report -----------------------------------------------------------------------------------
+
+
+def render(data: ReportInput) -> str:
+    """The whole report as markdown."""
+    lines = ["# Peregrine side-by-side benchmark", ""]
+    lines += [f"Run {data.started}: `{data.command_line}`", ""]
+    lines += ["## Machine", ""]
+    lines += [f"- **{key}**: {value}" for key, value in data.machine]
+    lines += ["", "## Method", ""]
+    lines += [f"- {line}" for line in data.method]
+    lines += ["", "## Servers", ""]
+    lines += _table(
+        ["server", "what runs", "version"],
+        ["l", "l", "l"],
+        [[f"`{name}`", title, version] for name, title, version in data.servers],
+    )
+    ran = [name for name, _, _ in data.servers]
+    peers = [name for name in ran if name not in data.ours]
+    ours = [name for name in data.ours if name in ran]
+    if ours and peers:
+        lines += ["", "## Summary: requests/s ratios (median over rounds)", ""]
+        lines += [
+            (
+                "Each cell: our server's requests/s divided by the peer's, in the same round "
+                "(>1: ours serves more)."
+            ),
+            "",
+        ]
+        header = ["peer", *[f"{o} · {s.key}" for o in ours for s in data.scenarios]]
+        rows = []
+        for peer in peers:
+            cells = [f"`{peer}`"]
+            for o in ours:
+                for s in data.scenarios:
+                    values = paired_ratios(data.records, s.key, o, peer, _rps)
+                    cells.append(f"{statistics.median(values):.2f}×" if values else _DASH)
+            rows.append(cells)
+        lines += _table(header, ["l"] + ["r"] * (len(header) - 1), rows)
+    for s in data.scenarios:
+        lines += ["", *_scenario_section(data, s, ran, ours, peers)]
+    if data.notes:
+        lines += ["", "## Notes", ""]
+        lines += [f"- {note}" for note in data.notes]
+    return "\n".join(lines) + "\n"
+
+
+def _scenario_section(
+    data: ReportInput, s: Scenario, ran: Sequence[str], ours: Sequence[str], peers: Sequence[str]
+) -> list[str]:
+    records = [r for r in data.records if r.scenario == s.key]
+    tools = sorted({r.result.tool for r in records if r.result is not None})
+    lines = [f"## {s.key}: {s.title}", ""]
+    if tools and tools != [s.tool]:
+        lines += [f"Load generator used: {', '.join(tools)} (not {s.tool}; see the notes).", ""]
+    rows = []
+    for name in ran:
+        mine = sorted((r for r in records if r.server == name), key=lambda r: r.round_index)
+        if not mine:
+            continue
+        good = [r for r in mine if r.result is not None]
+        results = [r.result for r in good if r.result is not None]
+        failed = len(mine) - len(good)
+        by_round = " / ".join(
+            fmt_rate(r.result.requests_per_s) if r.result is not None else "failed" for r in mine
+        )
+        rows.append(
+            [
+                f"**{name}**" if name in ours else name,
+                fmt_rate(_median([x.requests_per_s for x in results])),
+                fmt_us(_median([x.latency_avg_us for x in results])),
+                fmt_us(_median([x.latency_stdev_us for x in results])),
+                fmt_us(_median([x.latency_p99_us for x in results])),
+                str(sum(x.errors for x in results)),
+                str(sum(x.timeouts for x in results)),
+                str(sum(x.non_2xx for x in results)),
+                fmt_cpu(_median([r.cpu_us_per_request for r in good])),
+                fmt_mib(_median([float(r.rss_bytes) if r.rss_bytes else None for r in good])),
+                by_round + (f" ({failed} failed)" if failed else ""),
+            ]
+        )
+    lines += _table(
+        _COLUMNS,
+        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
+        rows,
+    )
+    lines += [
+        "",
+        (
+            "Medians over rounds; errors, timeouts and non-2xx are totals over all rounds. "
+            "CPU: the server's process tree, user + system, per request answered. "
+            "RSS: the process tree after the run."
+        ),
+    ]
+    if ours and peers:
+        lines += ["", f"Ratios in {s.key}, computed round by round (median, range):", ""]
+        header = ["peer"]
+        for o in ours:
+            header += [f"{o} req/s ÷ peer", f"peer CPU/req ÷ {o}"]
+        rows = []
+        for peer in peers:
+            cells = [f"`{peer}`"]
+            for o in ours:
+                cells.append(fmt_ratio(paired_ratios(data.records, s.key, o, peer, _rps)))
+                cells.append(
+                    fmt_ratio(
+                        paired_ratios(data.records, s.key, o, peer, _cpu, peer_over_ours=True)
+                    )
+                )
+            rows.append(cells)
+        lines += _table(header, ["l"] + ["r"] * (len(header) - 1), rows)
+    return lines

@@ -1,0 +1,539 @@
+"""Run Peregrine and the servers a user would pick instead, side by side, and report ratios.
+
+Usage (from the repository root)::
+
+    python tools/bench/run.py                      # every server, every scenario, 3 rounds
+    python tools/bench/run.py --quick              # smoke test: Peregrine vs stdlib, seconds
+    python tools/bench/run.py --duration 3 --rounds 2 --servers peregrine uvicorn nginx \\
+        --scenarios wrk-c100 --out bench.md
+
+Strategy: every run starts one server afresh, pinned to one CPU, checks that ``GET /`` returns
+200 with the 6150-byte body, warms it up with the scenario's own load, measures for
+``--duration`` seconds with the load generator pinned to the other CPU, reads the server's CPU
+time and memory from ``/proc``, and stops it. Runs are interleaved: each round runs every
+scenario against every server in turn (A B C ... A B C ...), so a ratio between two servers
+compares numbers measured minutes apart on the same machine.
+
+Invariants: every request goes to 127.0.0.1; every server process is killed at the end, even
+on error or SIGTERM (process groups, ``finally``, ``atexit``); every step has a timeout and
+the whole run stops starting new runs after ``--time-limit`` seconds.
+
+Setup: the peers are installed from ``requirements.txt`` into a virtual environment
+(``tools/bench/.venv`` by default); missing system tools (wrk, h2load, nginx, h2o) are
+installed with apt-get when running as root. ``--no-install`` skips both; ``--quick`` never
+installs anything.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import datetime
+import hashlib
+import os
+import resource
+import shlex
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from types import FrameType
+from typing import Final
+
+import loadgen
+import report
+import servers
+from apps._body import BODY_BYTES
+
+HERE: Final = Path(__file__).resolve().parent
+REPO: Final = HERE.parent.parent
+REQUIREMENTS: Final = HERE / "requirements.txt"
+DEFAULT_VENV: Final = HERE / ".venv"
+
+DEFAULT_ROUNDS: Final = 3
+DEFAULT_DURATION_S: Final = 8
+DEFAULT_WARMUP_S: Final = 2
+QUICK_DURATION_S: Final = 2
+QUICK_WARMUP_S: Final = 1
+QUICK_SERVERS: Final = ("peregrine", "stdlib")
+QUICK_SCENARIOS: Final = ("wrk-c100",)
+RUN_OVERHEAD_S: Final = 3.0
+"""Estimated start, readiness check and stop time of one run, for the time budget."""
+INSTALL_TIMEOUT_S: Final = 900.0
+
+VENV_SERVERS: Final = frozenset(
+    {"uvicorn", "granian-rsgi", "granian-asgi", "aiohttp", "gunicorn-sync"}
+)
+SYSTEM_PACKAGES: Final = {"wrk": "wrk", "h2load": "nghttp2-client", "nginx": "nginx", "h2o": "h2o"}
+APT_LINE: Final = "apt-get install -y wrk nghttp2-client nginx h2o"
+
+
+def log(message: str) -> None:
+    """Progress goes to stderr; the report goes to stdout."""
+    print(message, file=sys.stderr, flush=True)
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What to run, resolved from the command line."""
+
+    quick: bool
+    rounds: int
+    duration_s: int
+    warmup_s: int
+    server_names: tuple[str, ...]
+    scenario_keys: tuple[str, ...]
+    out: Path | None
+    install: bool
+    venv: Path
+    python_loadgen: bool
+    time_limit_s: float | None
+    keep_workdir: bool
+
+    def estimate_s(self) -> float:
+        """Rough wall time of the measuring part."""
+        runs = self.rounds * len(self.server_names) * len(self.scenario_keys)
+        return runs * (self.duration_s + self.warmup_s + RUN_OVERHEAD_S)
+
+
+def parse_args(argv: Sequence[str] | None) -> Plan:
+    """Turn the command line into a :class:`Plan` (exits with status 2 on a usage error)."""
+    parser = argparse.ArgumentParser(
+        prog="python tools/bench/run.py",
+        description="Benchmark Peregrine against its peers, interleaved, and print a markdown "
+        "report of requests/s, latency, errors, CPU per request, memory and ratios.",
+    )
+    parser.add_argument(
+        "--quick",
+        action="store_true",
+        help="smoke test: Peregrine and the stdlib server, one round, wrk -c100 "
+        f"({QUICK_DURATION_S} s), no installation; exit 0 when both answered",
+    )
+    parser.add_argument(
+        "--rounds", type=int, help=f"rounds (default {DEFAULT_ROUNDS}; 1 with --quick)"
+    )
+    parser.add_argument(
+        "--duration",
+        type=int,
+        metavar="S",
+        help=f"seconds measured per run (default {DEFAULT_DURATION_S})",
+    )
+    parser.add_argument(
+        "--warmup",
+        type=int,
+        metavar="S",
+        help=f"seconds of warm-up per run (default {DEFAULT_WARMUP_S})",
+    )
+    parser.add_argument(
+        "--servers", nargs="+", choices=servers.SERVER_NAMES, metavar="NAME",
+        help=f"servers, in this order (default: all): {', '.join(servers.SERVER_NAMES)}",
+    )  # fmt: skip
+    parser.add_argument(
+        "--scenarios", nargs="+", choices=loadgen.SCENARIO_KEYS, metavar="KEY",
+        help=f"scenarios (default: all): {', '.join(loadgen.SCENARIO_KEYS)}",
+    )  # fmt: skip
+    parser.add_argument("--out", type=Path, metavar="FILE.md", help="also write the report here")
+    parser.add_argument(
+        "--no-install",
+        action="store_true",
+        help="install nothing (no venv, no apt-get); servers that are missing are skipped",
+    )
+    parser.add_argument(
+        "--venv",
+        type=Path,
+        default=DEFAULT_VENV,
+        help="virtual environment of the peers (default: %(default)s)",
+    )
+    parser.add_argument(
+        "--python-loadgen",
+        action="store_true",
+        help="use the pure-Python client instead of wrk/h2load (slow: only proves servers answer)",
+    )
+    parser.add_argument(
+        "--time-limit", type=float, metavar="S",
+        help="start no new run after this many seconds (default: twice the estimate + 120 s)",
+    )  # fmt: skip
+    parser.add_argument("--keep-workdir", action="store_true", help="keep configs and server logs")
+    args = parser.parse_args(argv)
+    quick: bool = args.quick
+    rounds: int = args.rounds if args.rounds is not None else (1 if quick else DEFAULT_ROUNDS)
+    duration: int = (
+        args.duration
+        if args.duration is not None
+        else (QUICK_DURATION_S if quick else DEFAULT_DURATION_S)
+    )
+    warmup: int = (
+        args.warmup if args.warmup is not None else (QUICK_WARMUP_S if quick else DEFAULT_WARMUP_S)
+    )
+    if rounds < 1 or (rounds < 2 and not quick):
+        parser.error(
+            "--rounds must be at least 2 (ratios need interleaved repetitions); --quick runs one"
+        )
+    if duration < 1 or warmup < 0:
+        parser.error("--duration must be at least 1 and --warmup at least 0 (whole seconds)")
+    names = tuple(args.servers or (QUICK_SERVERS if quick else servers.SERVER_NAMES))
+    keys = tuple(args.scenarios or (QUICK_SCENARIOS if quick else loadgen.SCENARIO_KEYS))
+    return Plan(
+        quick=quick,
+        rounds=rounds,
+        duration_s=duration,
+        warmup_s=warmup,
+        server_names=tuple(dict.fromkeys(names)),
+        scenario_keys=tuple(dict.fromkeys(keys)),
+        out=args.out,
+        install=not (args.no_install or quick),
+        venv=args.venv.resolve(),
+        python_loadgen=args.python_loadgen,
+        time_limit_s=args.time_limit,
+        keep_workdir=args.keep_workdir,
+    )
+
+
+# --- setup --------------------------------------------------------------------------------------
+
+
+def install_system_tools(tools: Sequence[str], notes: list[str]) -> None:
+    """apt-get install the Debian packages of the missing ``tools`` (root only)."""
+    missing = sorted({SYSTEM_PACKAGES[t] for t in tools if servers.find_binary(t) is None})
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        notes.append(
+            f"Not installed (not root, or no apt-get): {', '.join(missing)}. Install with `{APT_LINE}`."
+        )
+        return
+    log(f"installing {' '.join(missing)} with apt-get ...")
+    environ = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    for command in (
+        ["apt-get", "update", "-qq"],
+        ["apt-get", "install", "-y", "-qq", "--no-install-recommends", *missing],
+    ):
+        try:
+            done = subprocess.run(
+                command,
+                env=environ,
+                capture_output=True,
+                text=True,
+                timeout=INSTALL_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            notes.append(f"`{shlex.join(command)}` failed: {exc}")
+            return
+        if done.returncode != 0:
+            tail = " ".join(done.stderr.strip().splitlines()[-2:])
+            notes.append(f"`{shlex.join(command)}` failed (status {done.returncode}): {tail}")
+            return
+
+
+def ensure_venv(venv: Path, notes: list[str], *, install: bool) -> str | None:
+    """The peers' interpreter, creating or updating the venv from ``requirements.txt`` if allowed."""
+    python = venv / "bin" / "python"
+    marker = venv / ".requirements.sha256"
+    digest = hashlib.sha256(REQUIREMENTS.read_bytes()).hexdigest()
+    current = marker.exists() and marker.read_text().strip() == digest
+    if python.exists() and (current or not install):
+        if not current:
+            notes.append(f"{venv} was not built from the current requirements.txt.")
+        return str(python)
+    if not install:
+        return None
+    log(f"installing the peers into {venv} ...")
+    try:
+        if not python.exists():
+            subprocess.run(
+                [sys.executable, "-m", "venv", str(venv)],
+                check=True, capture_output=True, timeout=INSTALL_TIMEOUT_S,
+            )  # fmt: skip
+        subprocess.run(
+            [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-q", "-r", str(REQUIREMENTS)],
+            check=True, capture_output=True, text=True, timeout=INSTALL_TIMEOUT_S,
+        )  # fmt: skip
+    except subprocess.CalledProcessError as exc:
+        tail = " ".join(str(exc.stderr or "").strip().splitlines()[-3:])
+        notes.append(f"Installing the peers into {venv} failed: {tail}")
+        return str(python) if python.exists() else None
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        notes.append(f"Installing the peers into {venv} failed: {exc}")
+        return str(python) if python.exists() else None
+    marker.write_text(digest + "\n")
+    return str(python)
+
+
+def raise_open_files_limit() -> None:
+    """wrk -c1000 and the servers need more than 1024 descriptors: lift the soft limit."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    wanted = hard if hard != resource.RLIM_INFINITY else 65536
+    if soft != resource.RLIM_INFINITY and soft < wanted:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
+
+
+def choose_cpus(notes: list[str]) -> tuple[int | None, int | None]:
+    """(server CPU, load generator CPU): the first two this process may use, or no pinning."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or shutil.which("taskset") is None:
+        notes.append(
+            "Fewer than two usable CPUs or no `taskset`: nothing is pinned; numbers mean less."
+        )
+        return None, None
+    return cpus[1], cpus[0]
+
+
+def _on_signal(signum: int, frame: FrameType | None) -> None:
+    raise SystemExit(128 + signum)
+
+
+def _tool_version(command: Sequence[str]) -> str | None:
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=10, check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    lines = (done.stdout + done.stderr).strip().splitlines()
+    return lines[0].split(" Copyright")[0] if lines else None
+
+
+# --- one run ------------------------------------------------------------------------------------
+
+
+def run_one(
+    spec: servers.ServerSpec,
+    scn: loadgen.Scenario,
+    env: servers.BenchEnv,
+    round_index: int,
+    plan: Plan,
+    load_cpu: int | None,
+    tool: loadgen.Tool,
+) -> report.RunRecord:
+    """Start ``spec``, warm it up, measure it under ``scn``, stop it; never raises for a failure."""
+    try:
+        server = servers.start(spec, env)
+    except servers.StartError as exc:
+        return report.RunRecord(
+            round_index, scn.key, spec.name, None, error=f"did not start: {exc}"
+        )
+    try:
+        if plan.warmup_s:
+            # A failing warm-up is not reported: the measured run shows the problem if it lasts.
+            with contextlib.suppress(loadgen.LoadError):
+                loadgen.run_load(scn, server.url, plan.warmup_s, cpu=load_cpu, tool=tool)
+        cpu_before = servers.cpu_seconds(server.pid)
+        result = loadgen.run_load(scn, server.url, plan.duration_s, cpu=load_cpu, tool=tool)
+        cpu_used = servers.cpu_seconds(server.pid) - cpu_before
+        rss = servers.rss_bytes(server.pid)
+        error = None
+        if not server.alive():
+            error = (
+                f"exited during the run (status {server.process.returncode}):\n{server.log_tail()}"
+            )
+        return report.RunRecord(round_index, scn.key, spec.name, result, cpu_used, rss, error)
+    except loadgen.LoadError as exc:
+        return report.RunRecord(
+            round_index, scn.key, spec.name, None, error=f"load generator: {exc}"
+        )
+    finally:
+        server.stop()
+
+
+def _progress(index: int, total: int, record: report.RunRecord) -> str:
+    prefix = (
+        f"[{index:>3}/{total}] round {record.round_index} {record.scenario:<15} {record.server:<17}"
+    )
+    if record.result is None:
+        first = (record.error or "failed").splitlines()[0]
+        return f"{prefix} FAILED: {first}"
+    r = record.result
+    return (
+        f"{prefix} {report.fmt_rate(r.requests_per_s):>9} req/s  p99 {report.fmt_us(r.latency_p99_us):>9}  "
+        f"CPU {report.fmt_cpu(record.cpu_us_per_request):>6} µs/req  "
+        f"errors {r.errors} timeouts {r.timeouts} non-2xx {r.non_2xx}"
+    )
+
+
+# --- main ---------------------------------------------------------------------------------------
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark; return 0 when every server that was run answered in every run."""
+    plan = parse_args(argv)
+    started = datetime.datetime.now().astimezone()
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _on_signal)
+    raise_open_files_limit()
+    notes: list[str] = []
+    workdir = Path(tempfile.mkdtemp(prefix="peregrine-bench-"))
+    try:
+        return _main(plan, started, workdir, notes)
+    finally:
+        servers.stop_all()
+        if plan.keep_workdir:
+            log(f"configs and server logs kept in {workdir}")
+        else:
+            shutil.rmtree(workdir, ignore_errors=True)
+
+
+def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str]) -> int:
+    scenarios = [loadgen.scenario(k) for k in plan.scenario_keys]
+    if plan.install:
+        needed: list[str] = []
+        if not plan.python_loadgen:
+            needed += [s.tool for s in scenarios]
+        needed += [n for n in plan.server_names if n in ("nginx", "h2o")]
+        install_system_tools(sorted(set(needed)), notes)
+    venv_python = None
+    if VENV_SERVERS.intersection(plan.server_names):
+        venv_python = ensure_venv(plan.venv, notes, install=plan.install)
+    python = venv_python if venv_python is not None and not plan.quick else sys.executable
+    server_cpu, load_cpu = choose_cpus(notes)
+    machine = report.machine_info(servers.interpreter_version(python))  # before pinning
+    env = servers.BenchEnv(
+        repo=REPO,
+        workdir=workdir,
+        static_dir=servers.prepare_static(workdir),
+        python=python,
+        venv_python=venv_python,
+        server_cpu=server_cpu,
+    )
+
+    specs: list[servers.ServerSpec] = []
+    skipped: list[str] = []
+    for name in plan.server_names:
+        spec = servers.spec(name)
+        reason = spec.check(env)
+        if reason is None:
+            specs.append(spec)
+        else:
+            skipped.append(name)
+            notes.append(f"Skipped `{name}`: {reason}.")
+            log(f"skipping {name}: {reason}")
+    tool_of: dict[str, loadgen.Tool] = {}
+    for scn in scenarios:
+        if plan.python_loadgen:
+            tool_of[scn.key] = "python"
+        elif loadgen.tool_available(scn.tool):
+            tool_of[scn.key] = scn.tool
+        elif plan.quick:
+            tool_of[scn.key] = "python"
+            notes.append(
+                f"`{scn.tool}` is missing: {scn.key} used the pure-Python load generator (slow)."
+            )
+        else:
+            notes.append(
+                f"Skipped scenario {scn.key}: `{scn.tool}` is not installed (`{APT_LINE}`)."
+            )
+    scenarios = [s for s in scenarios if s.key in tool_of]
+    if load_cpu is not None:
+        os.sched_setaffinity(0, {load_cpu})  # the Python load generator runs in this process
+
+    runs = [
+        (r, scn, spec) for r in range(1, plan.rounds + 1) for scn in scenarios for spec in specs
+    ]
+    estimate = plan.estimate_s()
+    time_limit = plan.time_limit_s if plan.time_limit_s is not None else 2 * estimate + 120
+    log(
+        f"{len(runs)} runs, about {estimate / 60:.1f} min (stopping new runs after {time_limit:.0f} s)"
+    )
+    deadline = time.monotonic() + time_limit
+    records: list[report.RunRecord] = []
+    for index, (round_index, scn, spec) in enumerate(runs, 1):
+        if time.monotonic() > deadline:
+            notes.append(
+                f"Time limit ({time_limit:.0f} s) reached: {len(runs) - index + 1} runs not made."
+            )
+            break
+        record = run_one(spec, scn, env, round_index, plan, load_cpu, tool_of[scn.key])
+        records.append(record)
+        log(_progress(index, len(runs), record))
+
+    for record in records:
+        if record.error:
+            notes.append(
+                f"Round {record.round_index}, {record.scenario}, `{record.server}`: "
+                + record.error.replace("\n", " ⏎ ")
+            )
+    used_tools = ", ".join(
+        v
+        for v in (_tool_version(["wrk", "--version"]), _tool_version(["h2load", "--version"]))
+        if v
+    )
+    affinity = (
+        f"servers `taskset -c {server_cpu}`, load generator `taskset -c {load_cpu}` (one thread)"
+        if server_cpu is not None
+        else "none"
+    )
+    order = ", ".join(s.name for s in specs)
+    method = [
+        (
+            f"Request: `GET /` on 127.0.0.1, answered 200 with a {BODY_BYTES}-byte `text/html` "
+            "body, keep-alive (HTTP/1.1). Static servers serve the same bytes from a file."
+        ),
+        f"Pinning: {affinity}.",
+        (
+            f"Interleaved: {plan.rounds} round(s); each round runs every scenario against every "
+            f"server in this order: {order}."
+        ),
+        (
+            f"Each run starts the server afresh, checks that `GET /` returns 200 with "
+            f"{BODY_BYTES} bytes, warms up for {plan.warmup_s} s with the scenario's own load, "
+            f"measures for {plan.duration_s} s, then stops the server."
+        ),
+        (
+            "CPU µs/req: utime + stime (and reaped children) of the server's whole process tree "
+            "from `/proc/PID/stat`, before and after the measured run, divided by the requests "
+            "answered. RSS: sum of `VmRSS` over the process tree after the run."
+        ),
+        (
+            f"Every server: listen backlog {servers.BACKLOG_CONNECTIONS} where it has the "
+            f"option, no access log; nginx and h2o allow {servers.MAX_CONNECTIONS} connections. "
+            f"Load generator request timeout {loadgen.REQUEST_TIMEOUT_S:.0f} s."
+        ),
+        (
+            f"Load generators: {used_tools or 'none found'}"
+            + ("; the pure-Python client where noted" if "python" in tool_of.values() else "")
+            + "."
+        ),
+        (
+            "The machine may be shared: only ratios measured in the same round mean much; "
+            "absolute numbers are indications."
+        ),
+    ]
+    found_versions = servers.versions(env)
+    data = report.ReportInput(
+        command_line=shlex.join(["python", "tools/bench/run.py", *sys.argv[1:]]),
+        started=started.strftime("%Y-%m-%d %H:%M %Z"),
+        machine=machine,
+        method=method,
+        servers=[(s.name, s.title, found_versions.get(s.name, "?")) for s in specs],
+        scenarios=scenarios,
+        ours=[s.name for s in servers.SERVERS if s.ours],
+        records=records,
+        notes=notes,
+    )
+    text = report.render(data)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if plan.out is not None:
+        plan.out.parent.mkdir(parents=True, exist_ok=True)
+        plan.out.write_text(text, encoding="utf-8")
+        log(f"report written to {plan.out}")
+
+    failed = [r for r in records if r.error is not None or r.result is None]
+    missing_required = [n for n in skipped if plan.quick or n == "peregrine"]
+    if failed or missing_required or not records or len(records) < len(runs):
+        log(
+            f"exit 1: {len(failed)} failed run(s), {len(missing_required)} required server(s) "
+            f"unavailable, {len(records)}/{len(runs)} runs made"
+        )
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,706 @@
+"""The servers under test: how each one is started, checked, measured and stopped.
+
+Strategy: every server is a :class:`ServerSpec` (a name, a check saying why it cannot run here,
+and a function building its command line for a port). :func:`start` runs one under
+``taskset -c CPU`` in a new session, waits until ``GET /`` answers 200 with the 6150-byte body,
+and returns a :class:`RunningServer`; the harness measures it from ``/proc`` and stops it.
+
+Invariants:
+- Every server binds 127.0.0.1, on a port found free just before it starts.
+- Every server runs in its own process group (``start_new_session``); stopping sends SIGTERM,
+  then SIGKILL, to the whole group, so workers forked by a master (gunicorn, granian, nginx)
+  go too. An ``atexit`` hook stops whatever is still running, and so does :func:`stop_all`.
+- CPU time and memory are summed over the server's whole process tree (master and workers).
+- Every server gets the same listen backlog (:data:`BACKLOG_CONNECTIONS`) where it offers the
+  option, and no access log.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import http.client
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, Final
+
+from apps._body import BODY, BODY_BYTES
+
+LOOPBACK: Final = "127.0.0.1"
+BACKLOG_CONNECTIONS: Final = 2048
+START_TIMEOUT_S: Final = 30.0
+STOP_GRACE_S: Final = 5.0
+CHECK_TIMEOUT_S: Final = 60.0
+MAX_CONNECTIONS: Final = 4096
+"""Connection limit given to nginx and h2o (their defaults, 512 and 1024, are below c1000)."""
+
+_SBIN_PATH: Final = "/usr/local/sbin:/usr/sbin:/sbin"
+_CLOCK_TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
+_PAGE: Final = "/"
+
+
+class StartError(Exception):
+    """A server did not start or did not answer ``GET /`` correctly."""
+
+
+@dataclass(frozen=True)
+class BenchEnv:
+    """Where things are for one run of the harness.
+
+    Attributes:
+        repo: the repository's root (the servers' working directory).
+        workdir: a private temporary directory for configs, logs and the static file.
+        static_dir: the directory holding ``index.html`` (the 6150-byte body).
+        python: the interpreter running Peregrine and the stdlib server.
+        venv_python: the interpreter of the peers' virtual environment, if there is one.
+        server_cpu: the CPU every server is pinned to, or ``None`` for no pinning.
+    """
+
+    repo: Path
+    workdir: Path
+    static_dir: Path
+    python: str
+    venv_python: str | None
+    server_cpu: int | None
+
+
+@dataclass(frozen=True)
+class ServerSpec:
+    """One server of the comparison.
+
+    Attributes:
+        name: short name used on the command line and in the report.
+        title: what runs, for the report (``uvicorn + uvloop + httptools``).
+        ours: whether this is one of Peregrine's servers (ratios are computed for those).
+        check: returns ``None`` when the server can run here, else the reason it cannot.
+        command: builds the command line for a port (the harness prefixes ``taskset``).
+    """
+
+    name: str
+    title: str
+    ours: bool
+    check: Callable[[BenchEnv], str | None]
+    command: Callable[[BenchEnv, int], list[str]]
+
+
+# --- command lines ---------------------------------------------------------------------------
+
+
+def _peregrine(env: BenchEnv, port: int) -> list[str]:
+    return [
+        env.python, "-m", "peregrine_core", "tools.bench.apps.peregrine_app:Handler",
+        "--port", str(port), "--host", LOOPBACK, "--workers", "1",
+        "--backlog", str(BACKLOG_CONNECTIONS), "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _peregrine_static(env: BenchEnv, port: int) -> list[str]:
+    help_text = _help_text(env.python, "peregrine_static", env) or ""
+    command = [
+        env.python, "-m", "peregrine_static", str(env.static_dir),
+        "--port", str(port), "--host", LOOPBACK,
+    ]  # fmt: skip
+    if "--workers" in help_text:
+        command += ["--workers", "1"]
+    if "--quiet" in help_text:
+        command.append("--quiet")
+    return command
+
+
+def _venv(env: BenchEnv) -> str:
+    if env.venv_python is None:
+        raise StartError("the peers' virtual environment is missing")
+    return env.venv_python
+
+
+def _uvicorn(env: BenchEnv, port: int) -> list[str]:
+    return [
+        _venv(env), "-m", "uvicorn", "tools.bench.apps.asgi_app:app",
+        "--host", LOOPBACK, "--port", str(port), "--loop", "uvloop", "--http", "httptools",
+        "--backlog", str(BACKLOG_CONNECTIONS), "--no-access-log", "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _granian(interface: str, app: str) -> Callable[[BenchEnv, int], list[str]]:
+    def command(env: BenchEnv, port: int) -> list[str]:
+        return [
+            _venv(env), "-m", "granian", "--interface", interface,
+            "--host", LOOPBACK, "--port", str(port), "--workers", "1", "--runtime-threads", "1",
+            "--backlog", str(BACKLOG_CONNECTIONS), "--no-ws", "--no-access-log",
+            "--log-level", "warning", app,
+        ]  # fmt: skip
+
+    return command
+
+
+def _aiohttp(env: BenchEnv, port: int) -> list[str]:
+    return [
+        _venv(env), "-m", "tools.bench.apps.aiohttp_app",
+        "--host", LOOPBACK, "--port", str(port), "--backlog", str(BACKLOG_CONNECTIONS),
+    ]  # fmt: skip
+
+
+def _gunicorn(env: BenchEnv, port: int) -> list[str]:
+    return [
+        _venv(env), "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
+        "--bind", f"{LOOPBACK}:{port}", "--backlog", str(BACKLOG_CONNECTIONS),
+        "--log-level", "warning", "tools.bench.apps.wsgi_app:app",
+    ]  # fmt: skip
+
+
+def _stdlib(env: BenchEnv, port: int) -> list[str]:
+    return [
+        env.python, "-m", "tools.bench.apps.stdlib_app",
+        "--host", LOOPBACK, "--port", str(port), "--backlog", str(BACKLOG_CONNECTIONS),
+    ]  # fmt: skip
+
+
+def _nginx(env: BenchEnv, port: int) -> list[str]:
+    prefix = env.workdir / f"nginx-{port}"
+    prefix.mkdir(mode=0o755)
+    conf = prefix / "nginx.conf"
+    conf.write_text(
+        f"""# One worker serving the 6150-byte file, as a user would configure it for speed.
+daemon off;
+master_process on;
+worker_processes 1;
+worker_rlimit_nofile {2 * MAX_CONNECTIONS};
+pid {prefix}/nginx.pid;
+error_log {prefix}/error.log warn;
+events {{ worker_connections {MAX_CONNECTIONS}; }}
+http {{
+    access_log off;
+    sendfile on;
+    tcp_nopush on;
+    tcp_nodelay on;
+    keepalive_timeout 75s;
+    keepalive_requests 10000;
+    types {{ text/html html; }}
+    default_type application/octet-stream;
+    client_body_temp_path {prefix}/body;
+    proxy_temp_path {prefix}/proxy;
+    fastcgi_temp_path {prefix}/fastcgi;
+    uwsgi_temp_path {prefix}/uwsgi;
+    scgi_temp_path {prefix}/scgi;
+    server {{
+        listen {LOOPBACK}:{port} backlog={BACKLOG_CONNECTIONS};
+        root {env.static_dir};
+        index index.html;
+    }}
+}}
+"""
+    )
+    binary = find_binary("nginx") or "nginx"
+    return [binary, "-e", str(prefix / "error.log"), "-p", str(prefix), "-c", str(conf)]
+
+
+def _h2o(env: BenchEnv, port: int) -> list[str]:
+    conf = env.workdir / f"h2o-{port}.conf"
+    conf.write_text(
+        f"""# One thread serving the 6150-byte file.
+num-threads: 1
+max-connections: {MAX_CONNECTIONS}
+error-log: {env.workdir}/h2o-{port}-error.log
+listen:
+  host: {LOOPBACK}
+  port: {port}
+hosts:
+  default:
+    paths:
+      /:
+        file.dir: {env.static_dir}
+"""
+    )
+    binary = find_binary("h2o") or "h2o"
+    return [binary, "-c", str(conf)]
+
+
+# --- availability checks -----------------------------------------------------------------------
+
+_HELP_CACHE: dict[tuple[str, str], str | None] = {}
+
+
+def _help_text(python: str, module: str, env: BenchEnv) -> str | None:
+    """``python -m module --help`` output, or ``None`` when it fails (cached)."""
+    key = (python, module)
+    if key not in _HELP_CACHE:
+        try:
+            done = subprocess.run(
+                [python, "-m", module, "--help"],
+                cwd=env.repo,
+                env=server_environ(env.repo, ours=True),
+                capture_output=True,
+                text=True,
+                timeout=CHECK_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired):
+            _HELP_CACHE[key] = None
+        else:
+            _HELP_CACHE[key] = done.stdout if done.returncode == 0 else None
+    return _HELP_CACHE[key]
+
+
+def _check_cli(module: str) -> Callable[[BenchEnv], str | None]:
+    def check(env: BenchEnv) -> str | None:
+        if _help_text(env.python, module, env) is None:
+            return f"`python -m {module} --help` failed here: the command is not available"
+        return None
+
+    return check
+
+
+def _check_imports(*modules: str) -> Callable[[BenchEnv], str | None]:
+    def check(env: BenchEnv) -> str | None:
+        if env.venv_python is None:
+            return "the peers' virtual environment is missing (run without --no-install)"
+        code = "; ".join(f"import {m}" for m in modules)
+        try:
+            done = subprocess.run(
+                [env.venv_python, "-c", code],
+                cwd=env.repo,
+                env=server_environ(env.repo, ours=False),
+                capture_output=True,
+                text=True,
+                timeout=CHECK_TIMEOUT_S,
+                check=False,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return f"cannot run {env.venv_python}: {exc}"
+        if done.returncode != 0:
+            last = (done.stderr.strip().splitlines() or ["?"])[-1]
+            return f"`{code}` fails in the peers' environment: {last}"
+        return None
+
+    return check
+
+
+def _check_binary(name: str, package: str) -> Callable[[BenchEnv], str | None]:
+    def check(env: BenchEnv) -> str | None:
+        if find_binary(name) is None:
+            return f"`{name}` is not installed (Debian package `{package}`)"
+        return None
+
+    return check
+
+
+def _check_nothing(env: BenchEnv) -> str | None:
+    return None
+
+
+def find_binary(name: str) -> str | None:
+    """The path of program ``name``, looking in the sbin directories too."""
+    path = os.environ.get("PATH", "") + os.pathsep + _SBIN_PATH
+    return shutil.which(name, path=path)
+
+
+SERVERS: Final[tuple[ServerSpec, ...]] = (
+    ServerSpec(
+        "peregrine",
+        "Peregrine, handler returning the body",
+        True,
+        _check_cli("peregrine_core"),
+        _peregrine,
+    ),
+    ServerSpec(
+        "peregrine_static",
+        "peregrine_static, static file",
+        True,
+        _check_cli("peregrine_static"),
+        _peregrine_static,
+    ),
+    ServerSpec(
+        "uvicorn",
+        "uvicorn + uvloop + httptools (ASGI)",
+        False,
+        _check_imports("uvicorn", "uvloop", "httptools"),
+        _uvicorn,
+    ),
+    ServerSpec(
+        "granian-rsgi",
+        "granian, RSGI",
+        False,
+        _check_imports("granian"),
+        _granian("rsgi", "tools.bench.apps.rsgi_app:app"),
+    ),
+    ServerSpec(
+        "granian-asgi",
+        "granian, ASGI",
+        False,
+        _check_imports("granian"),
+        _granian("asgi", "tools.bench.apps.asgi_app:app"),
+    ),
+    ServerSpec("aiohttp", "aiohttp web.run_app", False, _check_imports("aiohttp"), _aiohttp),
+    ServerSpec(
+        "gunicorn-sync",
+        "gunicorn, 1 sync worker (WSGI)",
+        False,
+        _check_imports("gunicorn"),
+        _gunicorn,
+    ),
+    ServerSpec(
+        "stdlib",
+        "stdlib ThreadingHTTPServer (HTTP/1.1)",
+        False,
+        _check_nothing,
+        _stdlib,
+    ),
+    ServerSpec(
+        "nginx", "nginx, 1 worker, static file", False, _check_binary("nginx", "nginx"), _nginx
+    ),
+    ServerSpec("h2o", "h2o, 1 thread, static file", False, _check_binary("h2o", "h2o"), _h2o),
+)
+SERVER_NAMES: Final = tuple(s.name for s in SERVERS)
+
+
+def spec(name: str) -> ServerSpec:
+    """The :class:`ServerSpec` called ``name``."""
+    for s in SERVERS:
+        if s.name == name:
+            return s
+    raise KeyError(name)
+
+
+# --- environment, static file ------------------------------------------------------------------
+
+_DROPPED_VARIABLES: Final = (
+    "PYTHONPATH",
+    "PYTHONHOME",
+    "PYTHONDEVMODE",
+    "PYTHONASYNCIODEBUG",
+    "PYTHONTRACEMALLOC",
+    "PYTHONMALLOC",
+    "PYTHONWARNINGS",
+    "VIRTUAL_ENV",
+)
+
+
+def server_environ(repo: Path, *, ours: bool) -> dict[str, str]:
+    """The environment of a server process.
+
+    ``PYTHONPATH`` holds the repository root (for ``tools.bench.apps``) and, for Peregrine's
+    servers, the checkout's ``src`` directories, so the benchmark measures this checkout.
+    Debugging switches that slow Python down are removed.
+    """
+    environ = {k: v for k, v in os.environ.items() if k not in _DROPPED_VARIABLES}
+    paths = [str(repo)]
+    if ours:
+        packages = repo / "packages"
+        paths = [
+            str(packages / "peregrine-core" / "src"),
+            str(packages / "peregrine-static" / "src"),
+            *paths,
+        ]
+    environ["PYTHONPATH"] = os.pathsep.join(paths)
+    environ["PATH"] = environ.get("PATH", "") + os.pathsep + _SBIN_PATH
+    return environ
+
+
+def prepare_static(workdir: Path) -> Path:
+    """Write ``index.html`` (the body) into a world-readable directory and return it.
+
+    nginx and h2o started as root serve files as ``nobody``, hence the permissions.
+    """
+    workdir.chmod(0o755)
+    static_dir = workdir / "static"
+    static_dir.mkdir(mode=0o755)
+    index = static_dir / "index.html"
+    index.write_bytes(BODY)
+    index.chmod(0o644)
+    return static_dir
+
+
+def free_port() -> int:
+    """A TCP port of 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+# --- /proc measurements -------------------------------------------------------------------------
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/PID/stat`` (index 0 is field 3, the state), or ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its living descendants (from one scan of ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and len(fields) > 1:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    tree: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid``'s process tree, reaped children included.
+
+    Sums utime, stime, cutime and cstime (fields 14-17 of ``/proc/PID/stat``) over every
+    living process of the tree: a worker that dies moves its time into its parent's cutime,
+    so the sum never goes backwards.
+    """
+    ticks = 0
+    for member in process_tree(pid):
+        fields = _stat_fields(member)
+        if fields is not None and len(fields) > 14:
+            ticks += sum(int(v) for v in fields[11:15])
+    return ticks / _CLOCK_TICKS_PER_S
+
+
+_VMRSS = re.compile(r"^VmRSS:\s+(\d+)\s+kB", re.MULTILINE)
+
+
+def rss_bytes(pid: int) -> int:
+    """Sum of ``VmRSS`` over ``pid``'s process tree (shared pages counted once per process)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status", encoding="ascii", errors="replace") as f:
+                match = _VMRSS.search(f.read())
+        except OSError:
+            continue
+        if match:
+            total += int(match.group(1)) * 1024
+    return total
+
+
+# --- running servers ----------------------------------------------------------------------------
+
+
+@dataclass(eq=False)
+class RunningServer:
+    """A started server; :meth:`stop` kills its whole process group."""
+
+    spec: ServerSpec
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+    _log: IO[bytes] = field(repr=False)
+
+    @property
+    def pid(self) -> int:
+        """The server's main process."""
+        return self.process.pid
+
+    @property
+    def url(self) -> str:
+        """The URL every load generator requests."""
+        return f"http://{LOOPBACK}:{self.port}{_PAGE}"
+
+    def alive(self) -> bool:
+        """Whether the main process is still running."""
+        return self.process.poll() is None
+
+    def stop(self) -> None:
+        """SIGTERM the process group, wait up to :data:`STOP_GRACE_S`, then SIGKILL it."""
+        _LIVE.discard(self)
+        pgid = self.process.pid  # the session leader: its pid is the group id
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGTERM)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=STOP_GRACE_S)
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            self.process.wait(timeout=STOP_GRACE_S)
+        self._log.close()
+
+    def log_tail(self, lines: int = 12) -> str:
+        """The last lines the server printed."""
+        try:
+            text = self.log_path.read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.strip().splitlines()[-lines:])
+
+
+_LIVE: set[RunningServer] = set()
+
+
+def stop_all() -> None:
+    """Stop every server still running (called on exit, and by the harness's ``finally``)."""
+    for server in list(_LIVE):
+        server.stop()
+
+
+atexit.register(stop_all)
+
+
+def start(
+    server_spec: ServerSpec, env: BenchEnv, *, timeout_s: float = START_TIMEOUT_S
+) -> RunningServer:
+    """Start ``server_spec`` on a free port and wait until it answers ``GET /`` correctly.
+
+    Raises:
+        StartError: the command failed, the server exited, or it did not answer 200 with the
+            6150-byte body within ``timeout_s``. The server is stopped before raising.
+    """
+    port = free_port()
+    command = server_spec.command(env, port)
+    taskset = shutil.which("taskset")
+    if env.server_cpu is not None and taskset is not None:
+        command = [taskset, "-c", str(env.server_cpu), *command]
+    log_path = env.workdir / f"{server_spec.name}-{port}.log"
+    log = open(log_path, "wb")  # noqa: SIM115 - closed by RunningServer.stop
+    try:
+        process = subprocess.Popen(
+            command,
+            cwd=env.repo,
+            env=server_environ(env.repo, ours=server_spec.ours),
+            stdin=subprocess.DEVNULL,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    except OSError as exc:
+        log.close()
+        raise StartError(f"cannot run {command[0]}: {exc}") from exc
+    server = RunningServer(server_spec, port, process, log_path, log)
+    _LIVE.add(server)
+    try:
+        _wait_ready(server, time.monotonic() + timeout_s)
+    except BaseException:
+        server.stop()
+        raise
+    return server
+
+
+def _wait_ready(server: RunningServer, deadline: float) -> None:
+    last_error = "no answer"
+    while time.monotonic() < deadline:
+        if not server.alive():
+            raise StartError(
+                f"{server.spec.name} exited with status {server.process.returncode} "
+                f"before answering:\n{server.log_tail()}"
+            )
+        try:
+            status, length = fetch(server.port, timeout_s=2.0)
+        except (OSError, http.client.HTTPException) as exc:
+            last_error = f"{type(exc).__name__}: {exc}"
+            time.sleep(0.05)
+            continue
+        if status == 200 and length == BODY_BYTES:
+            return
+        raise StartError(
+            f"{server.spec.name} answered GET / with status {status} and {length} body bytes; "
+            f"expected 200 and {BODY_BYTES}"
+        )
+    raise StartError(
+        f"{server.spec.name} did not answer within the start timeout ({last_error}):\n"
+        f"{server.log_tail()}"
+    )
+
+
+def fetch(port: int, *, timeout_s: float) -> tuple[int, int]:
+    """``GET /`` from 127.0.0.1:``port``; return the status and the body's length."""
+    connection = http.client.HTTPConnection(LOOPBACK, port, timeout=timeout_s)
+    try:
+        connection.request("GET", _PAGE)
+        response = connection.getresponse()
+        return response.status, len(response.read())
+    finally:
+        connection.close()
+
+
+def interpreter_version(python: str) -> str:
+    """``3.11.7 (CPython, /path/to/python)`` for the interpreter at ``python``."""
+    code = (
+        "import platform, sys; print(platform.python_version(), platform.python_implementation())"
+    )
+    try:
+        out = subprocess.run(
+            [python, "-c", code],
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+            check=True,
+        ).stdout.split()
+    except (OSError, subprocess.SubprocessError):
+        return f"unknown ({python})"
+    return f"{out[0]} ({out[1]}, {python})"
+
+
+def versions(env: BenchEnv) -> Mapping[str, str]:
+    """The version of each server that can be found (for the report's header)."""
+    found: dict[str, str] = {}
+    about = re.compile(r"__version__\s*=\s*[\"']([^\"']+)")
+    for dist, names in (
+        ("peregrine-core", ("peregrine",)),
+        ("peregrine-static", ("peregrine_static",)),
+    ):
+        path = env.repo / "packages" / dist / "src" / dist.replace("-", "_") / "__about__.py"
+        with contextlib.suppress(OSError):
+            match = about.search(path.read_text())
+            if match:
+                for name in names:
+                    found[name] = f"{dist} {match.group(1)} (this checkout)"
+    if env.venv_python is not None:
+        code = (
+            "import importlib.metadata as m\n"
+            "for d in ('uvicorn','uvloop','httptools','granian','aiohttp','gunicorn'):\n"
+            "    try: print(d, m.version(d))\n"
+            "    except m.PackageNotFoundError: pass\n"
+        )
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            out = subprocess.run(
+                [env.venv_python, "-c", code],
+                capture_output=True,
+                text=True,
+                timeout=CHECK_TIMEOUT_S,
+                check=True,
+            ).stdout
+            dists = dict(line.split(" ", 1) for line in out.splitlines() if " " in line)
+            if "uvicorn" in dists:
+                found["uvicorn"] = (
+                    f"uvicorn {dists['uvicorn']}, uvloop {dists.get('uvloop', '?')}, "
+                    f"httptools {dists.get('httptools', '?')}"
+                )
+            for name, dist in (
+                ("granian-rsgi", "granian"),
+                ("granian-asgi", "granian"),
+                ("aiohttp", "aiohttp"),
+                ("gunicorn-sync", "gunicorn"),
+            ):
+                if dist in dists:
+                    found[name] = f"{dist} {dists[dist]}"
+    found["stdlib"] = f"http.server of Python {interpreter_version(env.python)}"
+    for name, args in (("nginx", ("-v",)), ("h2o", ("--version",))):
+        binary = find_binary(name)
+        if binary is None:
+            continue
+        with contextlib.suppress(OSError, subprocess.SubprocessError):
+            done = subprocess.run(
+                [binary, *args],
+                capture_output=True,
+                text=True,
+                timeout=CHECK_TIMEOUT_S,
+                check=False,
+            )
+            lines = (done.stdout + done.stderr).strip().splitlines()
+            if lines:
+                found[name] = lines[0].replace("nginx version: ", "")
+    return found
