@@ -419,3 +419,23 @@ def test_status_enum_has_reason_phrases(server: Server) -> None:
     assert int(Status.NOT_FOUND) == 404 and Status.NOT_FOUND.phrase == "Not Found"
     reply, _ = exchange(server.port, b"GET /status?418 HTTP/1.1\r\nHost: x\r\n\r\n")
     assert (reply.status, reply.reason) == (418, "I'm a Teapot")
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        b"POST /p HTTP/1.1\r\nHost: x\r\nContent-Length: 10\r\n\r\nabc",
+        b"POST /p HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n",
+        b"GET /p HTTP/1.1\r\nHost: x\r\n",
+    ],
+)
+def test_a_request_cut_short_by_eof_is_never_handled_and_gets_400(
+    server: Server, echo: Echo, data: bytes
+) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(data)
+        sock.shutdown(socket.SHUT_WR)
+        reader = Reader(sock)
+        assert reader.response().status == 400
+        assert reader.closed()
+    assert echo.seen == []

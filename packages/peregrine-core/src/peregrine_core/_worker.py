@@ -43,7 +43,6 @@ access_log = logging.getLogger("peregrine_core.access")
 SWEEP_INTERVAL_SECONDS: Final = 0.25
 _INF: Final = float("inf")
 LINGER_SECONDS: Final = 2.0
-LINGER_MAX_BYTES: Final = 1 << 20
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
 _UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
@@ -151,15 +150,21 @@ class Worker:
                             waker.drain()
                             self._take_inbox()
                         continue
-                    if ev & WRITE and conn.writing:
-                        self._on_writable(conn)
-                    elif ev & (READ | ERROR) and not conn.writing:
-                        self._on_readable(conn)
+                    try:
+                        if ev & WRITE and conn.writing:
+                            self._on_writable(conn)
+                        elif ev & (READ | ERROR) and not conn.writing:
+                            self._on_readable(conn)
+                    except Exception:
+                        self._crashed(conn)
                 while ready:
                     conn = ready.popleft()
                     if conn.inbuf and not conn.writing and conn.state == State.IDLE:
                         data, conn.inbuf = conn.inbuf, b""
-                        self._process(conn, data)
+                        try:
+                            self._process(conn, data)
+                        except Exception:
+                            self._crashed(conn)
                 now = monotonic()
                 if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
                     self._sweep(now)
@@ -176,6 +181,14 @@ class Worker:
             poller.unregister(wake_fd)
             poller.close()
             waker.close()
+
+    def _crashed(self, conn: Connection) -> None:
+        """A bug surfaced while serving ``conn``: log it, drop that connection, carry on."""
+        log.exception("internal error on the connection from %s; closing it", conn.addr)
+        try:
+            self._close(conn)
+        except Exception:
+            log.exception("closing the connection from %s failed", conn.addr)
 
     def _take_inbox(self) -> None:
         inbox = self._inbox
@@ -246,13 +259,16 @@ class Worker:
             self._close(conn)
             return
         if conn.state == State.LINGER:
-            if not data or len(data) >= LINGER_MAX_BYTES:
+            if not data:
                 self._close(conn)
-            return
+            return  # input after the last response is discarded
         if not data:
             # EOF. A complete request that came with it has been answered already;
             # whatever is left is an incomplete request that can never complete.
-            self._close(conn)
+            if conn.state == State.HEAD or conn.state == State.BODY:
+                self._fail(conn, RemoteProtocolError("connection closed inside a request", 400))
+            else:
+                self._close(conn)
             return
         if conn.inbuf:
             data = conn.inbuf + data

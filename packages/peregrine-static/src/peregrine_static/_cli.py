@@ -141,4 +141,4 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
     print(f"Serving {handler.root} on http://{_url_host(args.host)}:{server.port}/", flush=True)
     server.start()
-    return 0
+    return 130 if server.stopped_forcibly else 0
