@@ -355,12 +355,7 @@ class Worker:
             self._fail(conn, exc)
             return
         conn.inbuf = buf[pos:] if pos < end else b""
-        if conn.state == State.IDLE:
-            self._set_deadline(
-                conn,
-                time.monotonic() + self._config.keepalive_timeout,
-            )
-        self._send(conn)
+        self._send(conn)  # sets the keep-alive (or write) deadline
 
     # --- responding ----------------------------------------------------------------------------
 
