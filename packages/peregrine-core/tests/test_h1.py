@@ -287,7 +287,9 @@ def test_header_limits_are_exact_at_every_split() -> None:
         for how, pieces in splits(data, f"head{size}"):
             assert run(pieces, limits).status == status, (size, how)
     for count, status in ((3, None), (4, 431)):
-        data = b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(count - 1)) + b"Host: a\r\n\r\n"
+        data = (
+            b"GET / HTTP/1.1\r\n" + b"".join(b"H%d: v\r\n" % i for i in range(count - 1)) + b"Host: a\r\n\r\n"
+        )
         for how, pieces in splits(data, f"count{count}"):
             assert run(pieces, limits).status == status, (count, how)
 
@@ -393,7 +395,9 @@ def expect_status(status: int, data: bytes, limits: Limits) -> None:
     assert outcome.status == status, outcome.messages
 
 
-BIG = Limits(max_request_line_bytes=1 << 20, max_header_bytes=4 << 20, max_header_count=200, max_body_bytes=1 << 20)
+BIG = Limits(
+    max_request_line_bytes=1 << 20, max_header_bytes=4 << 20, max_header_count=200, max_body_bytes=1 << 20
+)
 
 
 def test_redos_header_value_ending_in_a_control_character_is_fast() -> None:
@@ -415,10 +419,21 @@ def test_redos_header_value_ending_in_a_control_character_is_fast() -> None:
         b"Expect: " + b", " * 30000 + b"x",
         b"Bad name" + b"a" * 65536 + b": v",
     ],
-    ids=["host", "host-literal", "host-port", "content-length", "te-list", "connection-list", "expect", "name"],
+    ids=[
+        "host",
+        "host-literal",
+        "host-port",
+        "content-length",
+        "te-list",
+        "connection-list",
+        "expect",
+        "name",
+    ],
 )
 def test_long_pathological_fields_are_rejected_in_linear_time(field_line: bytes) -> None:
-    data = b"GET / HTTP/1.1\r\n" + (b"Host: a\r\n" if not field_line.startswith(b"Host") else b"") + field_line
+    data = (
+        b"GET / HTTP/1.1\r\n" + (b"Host: a\r\n" if not field_line.startswith(b"Host") else b"") + field_line
+    )
     data += b"\r\n\r\n"
     started = time.perf_counter()
     outcome = run([data], BIG)

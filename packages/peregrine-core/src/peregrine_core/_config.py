@@ -14,7 +14,7 @@ from typing import Final, Literal
 
 from ._errors import ConfigError
 
-__all__ = ["PollerName", "ServerConfig", "resolve_workers"]
+__all__ = ["PollerName", "ServerConfig", "resolve_processes", "resolve_workers"]
 
 PollerName = Literal["auto", "epoll", "kqueue", "poll", "select"]
 _POLLERS: Final = ("auto", "epoll", "kqueue", "poll", "select")
@@ -37,6 +37,17 @@ def resolve_workers(workers: int | Literal["auto"]) -> int:
     return workers
 
 
+def resolve_processes(processes: int | Literal["auto"]) -> int:
+    """Turn the ``processes`` setting into a process count.
+
+    ``auto`` means one process per CPU on a GIL build (processes are how CPython uses many
+    cores) and a single process on a free-threaded build (its threads scale instead).
+    """
+    if processes == "auto":
+        return max(1, os.cpu_count() or 1) if gil_enabled() else 1
+    return processes
+
+
 @dataclass(frozen=True, kw_only=True)
 class ServerConfig:
     """Configuration of a :class:`~peregrine_core.Server`.
@@ -51,6 +62,11 @@ class ServerConfig:
 
     workers: int | Literal["auto"] = "auto"
     """Worker threads per process; ``auto``: 1 on GIL builds, one per CPU on free-threaded."""
+    processes: int | Literal["auto"] = 1
+    """Server processes; ``auto``: one per CPU on GIL builds, 1 on free-threaded builds."""
+    reuse_port: bool = False
+    """With several processes, give each its own ``SO_REUSEPORT`` listener (Linux) instead of
+    sharing one listening socket."""
     accept_threads: int = 1
     """Threads accepting connections (the one calling ``start()`` counts as the first)."""
     backlog: int = 2048
@@ -91,11 +107,15 @@ class ServerConfig:
     def __post_init__(self) -> None:
         if not (self.workers == "auto" or _is_int(self.workers)):
             raise ConfigError(f"workers must be a positive integer or 'auto', not {self.workers!r}")
+        if not (self.processes == "auto" or _is_int(self.processes)):
+            raise ConfigError(f"processes must be a positive integer or 'auto', not {self.processes!r}")
+        if isinstance(self.processes, int) and self.processes > 256:
+            raise ConfigError(f"processes must be at most 256, not {self.processes}")
         if self.poller not in _POLLERS:
             raise ConfigError(f"poller must be one of {', '.join(_POLLERS)}, not {self.poller!r}")
         for f in fields(self):
             value = getattr(self, f.name)
-            if f.name in ("workers", "poller"):
+            if f.name in ("workers", "processes", "poller"):
                 continue
             if f.type == "bool":
                 if not isinstance(value, bool):

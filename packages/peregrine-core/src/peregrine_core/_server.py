@@ -28,7 +28,7 @@ import time
 import types
 from typing import Any
 
-from ._config import ServerConfig, resolve_workers
+from ._config import ServerConfig, resolve_processes, resolve_workers
 from ._errors import ConfigError, PluginError
 from ._handler import WS_HOOKS, check_handler
 from ._log import RateLimitedLog
@@ -136,23 +136,28 @@ class Server:
         """Create, bind and listen on the socket now (``start()`` does it otherwise)."""
         if self._listener is not None:
             return
-        infos = socket.getaddrinfo(
-            self.host or None, self._port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-        )
+        self._listener = self._make_listener(listen=True, reuse_port=False)
+        self._address = self._listener.getsockname()[:2]
+
+    def _make_listener(self, *, listen: bool, reuse_port: bool) -> socket.socket:
+        port = self._address[1] if self._address is not None else self._port
+        infos = socket.getaddrinfo(self.host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
         family, kind, proto, _, addr = infos[0]
         sock = socket.socket(family, kind, proto)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            if reuse_port:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEPORT, 1)
             if family == socket.AF_INET6 and hasattr(socket, "IPV6_V6ONLY") and self.host in ("::", ""):
                 sock.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 0)
             sock.bind(addr)
-            sock.listen(self.config.backlog)
+            if listen:
+                sock.listen(self.config.backlog)
             sock.setblocking(False)
         except BaseException:
             sock.close()
             raise
-        self._listener = sock
-        self._address = sock.getsockname()[:2]
+        return sock
 
     @property
     def address(self) -> tuple[str, int]:
@@ -220,7 +225,17 @@ class Server:
         if self._started:
             raise RuntimeError("Server.start() may be called only once")
         self._started = True
+        processes = resolve_processes(self.config.processes)
+        if processes > 1:
+            from ._supervisor import Supervisor
+
+            Supervisor(self, processes).run()
+            return
         self.bind()
+        self._serve(None)
+
+    def _serve(self, ready_fd: int | None) -> None:
+        """Run this process's accept loop and workers until stopped (``start()``'s core)."""
         assert self._listener is not None
         config = self.config
         limit = _connection_limit(config.max_connections)
@@ -249,6 +264,9 @@ class Server:
                 os.getpid(),
             )
             self._ready.set()
+            if ready_fd is not None:
+                os.write(ready_fd, b"R")
+                os.close(ready_fd)
             self._accept_loop()
         finally:
             slots.cancel()
@@ -292,6 +310,20 @@ class Server:
             except Exception:
                 log.exception("handler close() failed")
         log.info("shutdown complete")
+
+    def _prepare_child(self, reuse_port: bool) -> None:
+        """In a freshly forked server process: own wake-up pipe, own listener if asked."""
+        os.close(self._wake_r)
+        os.close(self._wake_w)
+        self._wake_r, self._wake_w = os.pipe()
+        os.set_blocking(self._wake_r, False)
+        os.set_blocking(self._wake_w, False)
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        if reuse_port:
+            if self._listener is not None:
+                self._listener.close()
+            self._listener = self._make_listener(listen=True, reuse_port=True)
 
     # --- accepting ---------------------------------------------------------------------------
 

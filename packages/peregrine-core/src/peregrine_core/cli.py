@@ -30,6 +30,11 @@ _HELP: dict[str, str] = {
         "worker threads per process: a number or 'auto' "
         "(1 on GIL builds, one per CPU on free-threaded builds)"
     ),
+    "processes": (
+        "server processes, supervised: a number or 'auto' (one per CPU on GIL builds); "
+        "a process that dies is replaced"
+    ),
+    "reuse_port": "give each process its own SO_REUSEPORT listener instead of one shared socket",
     "accept_threads": "threads accepting connections",
     "backlog": "length of the kernel's queue of connections not yet accepted",
     "tcp_nodelay": "disable Nagle's algorithm on accepted sockets",
@@ -87,7 +92,7 @@ def _parser() -> argparse.ArgumentParser:
             p.add_argument(flag, dest=f.name, type=int, default=None, metavar="N", help=help_text)
         elif f.type == "float":
             p.add_argument(flag, dest=f.name, type=float, default=None, metavar="SECONDS", help=help_text)
-        elif f.name == "workers":
+        elif f.name in ("workers", "processes"):
             p.add_argument(flag, dest=f.name, type=_workers, default=None, metavar="N", help=help_text)
         else:
             p.add_argument(flag, dest=f.name, default=None, help=help_text)
@@ -137,7 +142,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (PeregrineError, ImportError, OSError, TypeError) as exc:
         print(f"peregrine: error: {exc}", file=sys.stderr)
         return 1
-    server.start()
+    try:
+        server.start()
+    except PeregrineError as exc:
+        print(f"peregrine: error: {exc}", file=sys.stderr)
+        return 1
     return 130 if server.stopped_forcibly else 0
 
 
