@@ -1,14 +1,18 @@
 """Load generators: wrk, h2load, and a small pure-Python client for when wrk is missing.
 
 Strategy: a :class:`Scenario` names a tool, a connection count and a pipelining depth.
-:func:`run_load` runs the tool pinned to the load generator's CPU (``taskset -c``), for a whole
-number of seconds, and parses its text output into a :class:`LoadResult`. Every external tool
-run has a timeout (duration plus :data:`SLACK_S`), so a hung client cannot stall the harness.
+:func:`run_load` runs the tool pinned to the load generator's CPU (``taskset -c``) and parses
+its text output into a :class:`LoadResult`. wrk runs for a whole number of seconds; h2load
+runs by request count, sized from the warm-up's rate (its timed mode hangs against servers
+that close connections). Every external tool run has a timeout (a multiple of the duration
+plus :data:`SLACK_S`), so a hung client cannot stall the harness.
 
 Invariants:
 - Only ``http://127.0.0.1:PORT/`` is ever requested.
 - Latencies are in microseconds; ``None`` means the tool does not report that figure
-  (h2load has no percentiles) or there was no successful request.
+  (h2load has no percentiles; wrk prints a p99 of 0 when its coordinated-omission
+  correction leaves the histogram inconsistent, as with pipelining) or there was no sample.
+- With pipelining, wrk measures latency per batch of requests, not per request.
 - ``errors`` counts connect/read/write failures, ``timeouts`` requests with no answer within
   :data:`REQUEST_TIMEOUT_S` (wrk's default), ``non_2xx`` answers with another status.
 """
@@ -30,6 +34,9 @@ SLACK_S: Final = 30.0
 REQUEST_TIMEOUT_S: Final = 2.0
 PIPELINE_DEPTH: Final = 16
 PIPELINE_SCRIPT: Final = Path(__file__).resolve().parent / "pipeline.lua"
+H2LOAD_PROBE_REQUESTS: Final = 1000
+H2LOAD_SLOWDOWN_ALLOWED: Final = 3
+"""An h2load run may take this many times its planned duration before it is abandoned."""
 
 Tool = Literal["wrk", "h2load", "python"]
 
@@ -101,8 +108,11 @@ def tool_available(tool: Tool) -> bool:
     return tool == "python" or shutil.which(tool) is not None
 
 
-def command(scn: Scenario, url: str, duration_s: int) -> list[str]:
-    """The command line of the load generator for ``scn`` (without ``taskset``)."""
+def command(scn: Scenario, url: str, duration_s: int, *, requests: int | None = None) -> list[str]:
+    """The command line of the load generator for ``scn`` (without ``taskset``).
+
+    wrk runs for ``duration_s``; h2load sends ``requests`` requests (see :func:`run_load`).
+    """
     if scn.tool == "wrk":
         cmd = [
             "wrk", "-t1", f"-c{scn.connections}", f"-d{duration_s}s",
@@ -116,17 +126,31 @@ def command(scn: Scenario, url: str, duration_s: int) -> list[str]:
     if scn.tool == "h2load":
         if scn.pipeline_depth > 1:
             raise ValueError("h2load scenarios do not pipeline")
+        if requests is None:
+            raise ValueError("h2load runs by request count: give requests")
         return [
-            "h2load", "--h1", "-t1", f"-c{scn.connections}", f"-D{duration_s}",
-            f"-T{int(REQUEST_TIMEOUT_S)}", url,
+            "h2load", "--h1", "-t1", f"-c{scn.connections}", f"-n{requests}",
+            f"-N{int(REQUEST_TIMEOUT_S)}", url,
         ]  # fmt: skip
     raise ValueError(f"{scn.tool} is not an external tool")
 
 
 def run_load(
-    scn: Scenario, url: str, duration_s: int, *, cpu: int | None, tool: Tool | None = None
+    scn: Scenario,
+    url: str,
+    duration_s: int,
+    *,
+    cpu: int | None,
+    tool: Tool | None = None,
+    rate_hint: float | None = None,
 ) -> LoadResult:
-    """Load ``url`` as ``scn`` says for ``duration_s`` seconds and return what was measured.
+    """Load ``url`` as ``scn`` says for about ``duration_s`` seconds and return the measurement.
+
+    h2load runs by request count, not by time: in its timed mode (``-D``) it never exits once
+    a server has closed connections (gunicorn's sync worker closes every one). The count is
+    ``rate_hint`` (requests/s, e.g. from the warm-up) times ``duration_s``; without a hint a
+    probe of :data:`H2LOAD_PROBE_REQUESTS` requests measures the rate first, and with
+    ``duration_s == 0`` the probe is all that runs.
 
     Args:
         scn: the scenario.
@@ -134,6 +158,7 @@ def run_load(
         duration_s: whole seconds of load.
         cpu: the CPU the load generator is pinned to, or ``None``.
         tool: overrides ``scn.tool`` (``"python"`` for the fallback client).
+        rate_hint: expected requests/s, used by h2load to size its run.
 
     Raises:
         LoadError: the tool failed, timed out, or printed no result.
@@ -141,28 +166,38 @@ def run_load(
     chosen = tool or scn.tool
     if chosen == "python":
         return python_load(url, scn.connections, duration_s, scn.pipeline_depth)
-    cmd = command(scn, url, duration_s)
+    if chosen == "wrk":
+        return parse_wrk(_run_tool(command(scn, url, duration_s), cpu, duration_s + SLACK_S))
+    if rate_hint is None:
+        probe_requests = max(H2LOAD_PROBE_REQUESTS, 10 * scn.connections)
+        probe_cmd = command(scn, url, 0, requests=probe_requests)
+        probe = parse_h2load(_run_tool(probe_cmd, cpu, SLACK_S))
+        if duration_s <= 0:
+            return probe
+        rate_hint = probe.requests_per_s
+    requests = max(scn.connections, round(rate_hint * duration_s))
+    timeout_s = H2LOAD_SLOWDOWN_ALLOWED * duration_s + SLACK_S
+    return parse_h2load(_run_tool(command(scn, url, 0, requests=requests), cpu, timeout_s))
+
+
+def _run_tool(cmd: list[str], cpu: int | None, timeout_s: float) -> str:
+    """Run a load generator pinned to ``cpu``; return its output (stdout then stderr)."""
     taskset = shutil.which("taskset")
     if cpu is not None and taskset is not None:
         cmd = [taskset, "-c", str(cpu), *cmd]
     try:
         done = subprocess.run(
-            cmd,
-            capture_output=True,
-            text=True,
-            errors="replace",
-            timeout=duration_s + SLACK_S,
-            check=False,
+            cmd, capture_output=True, text=True, errors="replace", timeout=timeout_s, check=False
         )
     except subprocess.TimeoutExpired as exc:
-        raise LoadError(f"{chosen} did not finish within {duration_s + SLACK_S:.0f} s") from exc
+        raise LoadError(f"{cmd[0]} did not finish within {timeout_s:.0f} s") from exc
     except OSError as exc:
         raise LoadError(f"cannot run {cmd[0]}: {exc}") from exc
     output = done.stdout + done.stderr
     if done.returncode != 0:
         tail = "\n".join(output.strip().splitlines()[-5:])
-        raise LoadError(f"{chosen} exited with status {done.returncode}:\n{tail}")
-    return parse_wrk(output) if chosen == "wrk" else parse_h2load(output)
+        raise LoadError(f"{cmd[0]} exited with status {done.returncode}:\n{tail}")
+    return output
 
 
 # --- parsing ------------------------------------------------------------------------------------
@@ -172,11 +207,12 @@ _TIME: Final = r"([\d.]+|-?nan|inf)(us|ms|s|m|h)"
 
 
 def _time_us(number: str, unit: str) -> float | None:
+    """Microseconds, or ``None`` for nan and for zero (what wrk prints when it has no sample)."""
     try:
         value = float(number) * _TIME_UNITS_US[unit]
     except (ValueError, KeyError):
         return None
-    return value if math.isfinite(value) else None
+    return value if math.isfinite(value) and value > 0 else None
 
 
 _WRK_LATENCY: Final = re.compile(rf"^\s*Latency\s+{_TIME}\s+{_TIME}\s+{_TIME}", re.MULTILINE)

@@ -46,6 +46,7 @@ from types import FrameType
 from typing import Final
 
 import loadgen
+import proctree
 import report
 import servers
 from apps._body import BODY_BYTES
@@ -97,11 +98,7 @@ class Plan:
     python_loadgen: bool
     time_limit_s: float | None
     keep_workdir: bool
-
-    def estimate_s(self) -> float:
-        """Rough wall time of the measuring part."""
-        runs = self.rounds * len(self.server_names) * len(self.scenario_keys)
-        return runs * (self.duration_s + self.warmup_s + RUN_OVERHEAD_S)
+    argv: tuple[str, ...]
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
@@ -162,6 +159,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         help="start no new run after this many seconds (default: twice the estimate + 120 s)",
     )  # fmt: skip
     parser.add_argument("--keep-workdir", action="store_true", help="keep configs and server logs")
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     quick: bool = args.quick
     rounds: int = args.rounds if args.rounds is not None else (1 if quick else DEFAULT_ROUNDS)
@@ -194,6 +192,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         python_loadgen=args.python_loadgen,
         time_limit_s=args.time_limit,
         keep_workdir=args.keep_workdir,
+        argv=tuple(argv),
     )
 
 
@@ -276,15 +275,18 @@ def raise_open_files_limit() -> None:
         resource.setrlimit(resource.RLIMIT_NOFILE, (wanted, hard))
 
 
-def choose_cpus(notes: list[str]) -> tuple[int | None, int | None]:
-    """(server CPU, load generator CPU): the first two this process may use, or no pinning."""
+def choose_server_cpu(notes: list[str]) -> int | None:
+    """The CPU the servers are pinned to (the second usable one), or ``None`` for no pinning.
+
+    The load generator gets the lowest other usable CPU.
+    """
     cpus = sorted(os.sched_getaffinity(0))
     if len(cpus) < 2 or shutil.which("taskset") is None:
         notes.append(
             "Fewer than two usable CPUs or no `taskset`: nothing is pinned; numbers mean less."
         )
-        return None, None
-    return cpus[1], cpus[0]
+        return None
+    return cpus[1]
 
 
 def _on_signal(signum: int, frame: FrameType | None) -> None:
@@ -320,14 +322,18 @@ def run_one(
             round_index, scn.key, spec.name, None, error=f"did not start: {exc}"
         )
     try:
-        if plan.warmup_s:
+        rate_hint = None
+        if plan.warmup_s or tool == "h2load":  # h2load sizes its run from the warm-up's rate
             # A failing warm-up is not reported: the measured run shows the problem if it lasts.
             with contextlib.suppress(loadgen.LoadError):
-                loadgen.run_load(scn, server.url, plan.warmup_s, cpu=load_cpu, tool=tool)
-        cpu_before = servers.cpu_seconds(server.pid)
-        result = loadgen.run_load(scn, server.url, plan.duration_s, cpu=load_cpu, tool=tool)
-        cpu_used = servers.cpu_seconds(server.pid) - cpu_before
-        rss = servers.rss_bytes(server.pid)
+                warm = loadgen.run_load(scn, server.url, plan.warmup_s, cpu=load_cpu, tool=tool)
+                rate_hint = warm.requests_per_s
+        cpu_before = proctree.cpu_seconds(server.pid)
+        result = loadgen.run_load(
+            scn, server.url, plan.duration_s, cpu=load_cpu, tool=tool, rate_hint=rate_hint
+        )
+        cpu_used = proctree.cpu_seconds(server.pid) - cpu_before
+        rss = proctree.rss_bytes(server.pid)
         error = None
         if not server.alive():
             error = (
@@ -380,19 +386,98 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str]) -> int:
-    scenarios = [loadgen.scenario(k) for k in plan.scenario_keys]
+    env, machine = _set_up(plan, workdir, notes)
+    specs, skipped = _available_servers(plan, env, notes)
+    tool_of = _choose_tools(plan, notes)
+    scenarios = [loadgen.scenario(k) for k in plan.scenario_keys if k in tool_of]
+    load_cpu = None
+    if env.server_cpu is not None:
+        load_cpu = min(os.sched_getaffinity(0) - {env.server_cpu})
+        os.sched_setaffinity(0, {load_cpu})  # the Python load generator runs in this process
+
+    runs = [
+        (r, scn, spec) for r in range(1, plan.rounds + 1) for scn in scenarios for spec in specs
+    ]
+    estimate = len(runs) * (plan.duration_s + plan.warmup_s + RUN_OVERHEAD_S)
+    time_limit = plan.time_limit_s if plan.time_limit_s is not None else 2 * estimate + 120
+    log(f"{len(runs)} runs, about {estimate / 60:.1f} min (no new run after {time_limit:.0f} s)")
+    deadline = time.monotonic() + time_limit
+    records: list[report.RunRecord] = []
+    interrupted = False
+    try:
+        for index, (round_index, scn, spec) in enumerate(runs, 1):
+            if time.monotonic() > deadline:
+                notes.append(
+                    f"Time limit ({time_limit:.0f} s) reached: "
+                    f"{len(runs) - index + 1} runs not made."
+                )
+                break
+            record = run_one(spec, scn, env, round_index, plan, load_cpu, tool_of[scn.key])
+            records.append(record)
+            log(_progress(index, len(runs), record))
+    except (KeyboardInterrupt, SystemExit):  # SIGINT; SIGTERM and SIGHUP raise SystemExit
+        interrupted = True
+        servers.stop_all()
+        notes.append(
+            f"Interrupted: {len(records)} of {len(runs)} runs made; the report is partial."
+        )
+        log("interrupted: writing the partial report")
+
+    notes += [
+        f"Round {r.round_index}, {r.scenario}, `{r.server}`: " + r.error.replace("\n", " ⏎ ")
+        for r in records
+        if r.error
+    ]
+    found_versions = servers.versions(env)
+    data = report.ReportInput(
+        command_line=shlex.join(["python", "tools/bench/run.py", *plan.argv]),
+        started=started.strftime("%Y-%m-%d %H:%M %Z"),
+        machine=machine,
+        method=_method(plan, env, load_cpu, specs, uses_python_client="python" in tool_of.values()),
+        servers=[(s.name, s.title, found_versions.get(s.name, "?")) for s in specs],
+        scenarios=scenarios,
+        ours=[s.name for s in servers.SERVERS if s.ours],
+        records=records,
+        notes=notes,
+    )
+    text = report.render(data)
+    sys.stdout.write(text)
+    sys.stdout.flush()
+    if plan.out is not None:
+        plan.out.parent.mkdir(parents=True, exist_ok=True)
+        plan.out.write_text(text, encoding="utf-8")
+        log(f"report written to {plan.out}")
+
+    if interrupted:
+        return 130
+    failed = [r for r in records if r.error is not None or r.result is None]
+    missing_required = [n for n in skipped if plan.quick or n == "peregrine"]
+    if failed or missing_required or not records or len(records) < len(runs):
+        log(
+            f"exit 1: {len(failed)} failed run(s), {len(missing_required)} required server(s) "
+            f"unavailable, {len(records)}/{len(runs)} runs made"
+        )
+        return 1
+    return 0
+
+
+def _set_up(
+    plan: Plan, workdir: Path, notes: list[str]
+) -> tuple[servers.BenchEnv, list[tuple[str, str]]]:
+    """Install what is missing (if allowed), pick the interpreter and the CPUs, write the file."""
     if plan.install:
-        needed: list[str] = []
+        needed = [n for n in plan.server_names if n in ("nginx", "h2o")]
         if not plan.python_loadgen:
-            needed += [s.tool for s in scenarios]
-        needed += [n for n in plan.server_names if n in ("nginx", "h2o")]
+            needed += [loadgen.scenario(k).tool for k in plan.scenario_keys]
         install_system_tools(sorted(set(needed)), notes)
     venv_python = None
     if VENV_SERVERS.intersection(plan.server_names):
         venv_python = ensure_venv(plan.venv, notes, install=plan.install)
+    # Every Python server runs on the venv's interpreter (the same CPython build for all);
+    # --quick keeps to the interpreter running the harness.
     python = venv_python if venv_python is not None and not plan.quick else sys.executable
-    server_cpu, load_cpu = choose_cpus(notes)
-    machine = report.machine_info(servers.interpreter_version(python))  # before pinning
+    server_cpu = choose_server_cpu(notes)
+    machine = report.machine_info(servers.interpreter_version(python))  # before any pinning
     env = servers.BenchEnv(
         repo=REPO,
         workdir=workdir,
@@ -401,7 +486,13 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         venv_python=venv_python,
         server_cpu=server_cpu,
     )
+    return env, machine
 
+
+def _available_servers(
+    plan: Plan, env: servers.BenchEnv, notes: list[str]
+) -> tuple[list[servers.ServerSpec], list[str]]:
+    """The servers that can run here, and the names of those skipped (with a note each)."""
     specs: list[servers.ServerSpec] = []
     skipped: list[str] = []
     for name in plan.server_names:
@@ -413,63 +504,47 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
             skipped.append(name)
             notes.append(f"Skipped `{name}`: {reason}.")
             log(f"skipping {name}: {reason}")
+    return specs, skipped
+
+
+def _choose_tools(plan: Plan, notes: list[str]) -> dict[str, loadgen.Tool]:
+    """The load generator of each scenario that can run (the Python client as a fallback)."""
     tool_of: dict[str, loadgen.Tool] = {}
-    for scn in scenarios:
+    for key in plan.scenario_keys:
+        tool = loadgen.scenario(key).tool
         if plan.python_loadgen:
-            tool_of[scn.key] = "python"
-        elif loadgen.tool_available(scn.tool):
-            tool_of[scn.key] = scn.tool
+            tool_of[key] = "python"
+            notes.append(f"--python-loadgen: {key} used the pure-Python load generator (slow).")
+        elif loadgen.tool_available(tool):
+            tool_of[key] = tool
         elif plan.quick:
-            tool_of[scn.key] = "python"
-            notes.append(
-                f"`{scn.tool}` is missing: {scn.key} used the pure-Python load generator (slow)."
-            )
+            tool_of[key] = "python"
+            notes.append(f"`{tool}` is missing: {key} used the pure-Python load generator (slow).")
         else:
-            notes.append(
-                f"Skipped scenario {scn.key}: `{scn.tool}` is not installed (`{APT_LINE}`)."
-            )
-    scenarios = [s for s in scenarios if s.key in tool_of]
-    if load_cpu is not None:
-        os.sched_setaffinity(0, {load_cpu})  # the Python load generator runs in this process
+            notes.append(f"Skipped scenario {key}: `{tool}` is not installed (`{APT_LINE}`).")
+    return tool_of
 
-    runs = [
-        (r, scn, spec) for r in range(1, plan.rounds + 1) for scn in scenarios for spec in specs
-    ]
-    estimate = plan.estimate_s()
-    time_limit = plan.time_limit_s if plan.time_limit_s is not None else 2 * estimate + 120
-    log(
-        f"{len(runs)} runs, about {estimate / 60:.1f} min (stopping new runs after {time_limit:.0f} s)"
-    )
-    deadline = time.monotonic() + time_limit
-    records: list[report.RunRecord] = []
-    for index, (round_index, scn, spec) in enumerate(runs, 1):
-        if time.monotonic() > deadline:
-            notes.append(
-                f"Time limit ({time_limit:.0f} s) reached: {len(runs) - index + 1} runs not made."
-            )
-            break
-        record = run_one(spec, scn, env, round_index, plan, load_cpu, tool_of[scn.key])
-        records.append(record)
-        log(_progress(index, len(runs), record))
 
-    for record in records:
-        if record.error:
-            notes.append(
-                f"Round {record.round_index}, {record.scenario}, `{record.server}`: "
-                + record.error.replace("\n", " ⏎ ")
-            )
-    used_tools = ", ".join(
-        v
-        for v in (_tool_version(["wrk", "--version"]), _tool_version(["h2load", "--version"]))
-        if v
-    )
-    affinity = (
-        f"servers `taskset -c {server_cpu}`, load generator `taskset -c {load_cpu}` (one thread)"
-        if server_cpu is not None
-        else "none"
-    )
-    order = ", ".join(s.name for s in specs)
-    method = [
+def _method(
+    plan: Plan,
+    env: servers.BenchEnv,
+    load_cpu: int | None,
+    specs: Sequence[servers.ServerSpec],
+    *,
+    uses_python_client: bool,
+) -> list[str]:
+    """The report's description of how the numbers were obtained."""
+    tools = [_tool_version(["wrk", "--version"]), _tool_version(["h2load", "--version"])]
+    used_tools = ", ".join(v for v in tools if v) or "none found"
+    if uses_python_client:
+        used_tools += "; the pure-Python client where noted"
+    affinity = "none"
+    if env.server_cpu is not None:
+        affinity = (
+            f"servers `taskset -c {env.server_cpu}`, "
+            f"load generator `taskset -c {load_cpu}` (one thread)"
+        )
+    return [
         (
             f"Request: `GET /` on 127.0.0.1, answered 200 with a {BODY_BYTES}-byte `text/html` "
             "body, keep-alive (HTTP/1.1). Static servers serve the same bytes from a file."
@@ -477,7 +552,7 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         f"Pinning: {affinity}.",
         (
             f"Interleaved: {plan.rounds} round(s); each round runs every scenario against every "
-            f"server in this order: {order}."
+            f"server in this order: {', '.join(s.name for s in specs)}."
         ),
         (
             f"Each run starts the server afresh, checks that `GET /` returns 200 with "
@@ -494,46 +569,17 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
             f"option, no access log; nginx and h2o allow {servers.MAX_CONNECTIONS} connections. "
             f"Load generator request timeout {loadgen.REQUEST_TIMEOUT_S:.0f} s."
         ),
-        (
-            f"Load generators: {used_tools or 'none found'}"
-            + ("; the pure-Python client where noted" if "python" in tool_of.values() else "")
-            + "."
-        ),
+        f"Load generators: {used_tools}.",
         (
             "The machine may be shared: only ratios measured in the same round mean much; "
             "absolute numbers are indications."
         ),
     ]
-    found_versions = servers.versions(env)
-    data = report.ReportInput(
-        command_line=shlex.join(["python", "tools/bench/run.py", *sys.argv[1:]]),
-        started=started.strftime("%Y-%m-%d %H:%M %Z"),
-        machine=machine,
-        method=method,
-        servers=[(s.name, s.title, found_versions.get(s.name, "?")) for s in specs],
-        scenarios=scenarios,
-        ours=[s.name for s in servers.SERVERS if s.ours],
-        records=records,
-        notes=notes,
-    )
-    text = report.render(data)
-    sys.stdout.write(text)
-    sys.stdout.flush()
-    if plan.out is not None:
-        plan.out.parent.mkdir(parents=True, exist_ok=True)
-        plan.out.write_text(text, encoding="utf-8")
-        log(f"report written to {plan.out}")
-
-    failed = [r for r in records if r.error is not None or r.result is None]
-    missing_required = [n for n in skipped if plan.quick or n == "peregrine"]
-    if failed or missing_required or not records or len(records) < len(runs):
-        log(
-            f"exit 1: {len(failed)} failed run(s), {len(missing_required)} required server(s) "
-            f"unavailable, {len(records)}/{len(runs)} runs made"
-        )
-        return 1
-    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except KeyboardInterrupt:
+        log("interrupted")
+        sys.exit(130)

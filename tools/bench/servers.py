@@ -10,7 +10,7 @@ Invariants:
 - Every server runs in its own process group (``start_new_session``); stopping sends SIGTERM,
   then SIGKILL, to the whole group, so workers forked by a master (gunicorn, granian, nginx)
   go too. An ``atexit`` hook stops whatever is still running, and so does :func:`stop_all`.
-- CPU time and memory are summed over the server's whole process tree (master and workers).
+- The harness measures a server's whole process tree (:mod:`proctree`): master and workers.
 - Every server gets the same listen backlog (:data:`BACKLOG_CONNECTIONS`) where it offers the
   option, and no access log.
 """
@@ -43,7 +43,6 @@ MAX_CONNECTIONS: Final = 4096
 """Connection limit given to nginx and h2o (their defaults, 512 and 1024, are below c1000)."""
 
 _SBIN_PATH: Final = "/usr/local/sbin:/usr/sbin:/sbin"
-_CLOCK_TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
 _PAGE: Final = "/"
 
 
@@ -103,7 +102,7 @@ def _peregrine(env: BenchEnv, port: int) -> list[str]:
 
 
 def _peregrine_static(env: BenchEnv, port: int) -> list[str]:
-    help_text = _help_text(env.python, "peregrine_static", env) or ""
+    help_text = _help_text(env.python, "peregrine_static", env)[1]
     command = [
         env.python, "-m", "peregrine_static", str(env.static_dir),
         "--port", str(port), "--host", LOOPBACK,
@@ -181,6 +180,7 @@ http {{
     sendfile on;
     tcp_nopush on;
     tcp_nodelay on;
+    open_file_cache max=1000 inactive=60s;
     keepalive_timeout 75s;
     keepalive_requests 10000;
     types {{ text/html html; }}
@@ -225,11 +225,11 @@ hosts:
 
 # --- availability checks -----------------------------------------------------------------------
 
-_HELP_CACHE: dict[tuple[str, str], str | None] = {}
+_HELP_CACHE: dict[tuple[str, str], tuple[bool, str]] = {}
 
 
-def _help_text(python: str, module: str, env: BenchEnv) -> str | None:
-    """``python -m module --help`` output, or ``None`` when it fails (cached)."""
+def _help_text(python: str, module: str, env: BenchEnv) -> tuple[bool, str]:
+    """Run ``python -m module --help`` once: (it worked, its output or the error's last line)."""
     key = (python, module)
     if key not in _HELP_CACHE:
         try:
@@ -242,17 +242,24 @@ def _help_text(python: str, module: str, env: BenchEnv) -> str | None:
                 timeout=CHECK_TIMEOUT_S,
                 check=False,
             )
-        except (OSError, subprocess.TimeoutExpired):
-            _HELP_CACHE[key] = None
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            _HELP_CACHE[key] = (False, str(exc))
         else:
-            _HELP_CACHE[key] = done.stdout if done.returncode == 0 else None
+            if done.returncode == 0:
+                _HELP_CACHE[key] = (True, done.stdout)
+            else:
+                last = (done.stderr.strip().splitlines() or [f"exit status {done.returncode}"])[-1]
+                _HELP_CACHE[key] = (False, last)
     return _HELP_CACHE[key]
 
 
 def _check_cli(module: str) -> Callable[[BenchEnv], str | None]:
     def check(env: BenchEnv) -> str | None:
-        if _help_text(env.python, module, env) is None:
-            return f"`python -m {module} --help` failed here: the command is not available"
+        works, output = _help_text(env.python, module, env)
+        if not works:
+            return (
+                f"`python -m {module} --help` fails here, so the command is unavailable ({output})"
+            )
         return None
 
     return check
@@ -426,68 +433,6 @@ def free_port() -> int:
         return port
 
 
-# --- /proc measurements -------------------------------------------------------------------------
-
-
-def _stat_fields(pid: int) -> list[str] | None:
-    """Fields 3.. of ``/proc/PID/stat`` (index 0 is field 3, the state), or ``None``."""
-    try:
-        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
-            text = f.read()
-    except OSError:
-        return None
-    return text.rpartition(")")[2].split()
-
-
-def process_tree(pid: int) -> list[int]:
-    """``pid`` and all its living descendants (from one scan of ``/proc``)."""
-    children: dict[int, list[int]] = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            fields = _stat_fields(int(entry))
-            if fields is not None and len(fields) > 1:
-                children.setdefault(int(fields[1]), []).append(int(entry))
-    tree: list[int] = []
-    todo = [pid]
-    while todo:
-        current = todo.pop()
-        tree.append(current)
-        todo.extend(children.get(current, ()))
-    return tree
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of ``pid``'s process tree, reaped children included.
-
-    Sums utime, stime, cutime and cstime (fields 14-17 of ``/proc/PID/stat``) over every
-    living process of the tree: a worker that dies moves its time into its parent's cutime,
-    so the sum never goes backwards.
-    """
-    ticks = 0
-    for member in process_tree(pid):
-        fields = _stat_fields(member)
-        if fields is not None and len(fields) > 14:
-            ticks += sum(int(v) for v in fields[11:15])
-    return ticks / _CLOCK_TICKS_PER_S
-
-
-_VMRSS = re.compile(r"^VmRSS:\s+(\d+)\s+kB", re.MULTILINE)
-
-
-def rss_bytes(pid: int) -> int:
-    """Sum of ``VmRSS`` over ``pid``'s process tree (shared pages counted once per process)."""
-    total = 0
-    for member in process_tree(pid):
-        try:
-            with open(f"/proc/{member}/status", encoding="ascii", errors="replace") as f:
-                match = _VMRSS.search(f.read())
-        except OSError:
-            continue
-        if match:
-            total += int(match.group(1)) * 1024
-    return total
-
-
 # --- running servers ----------------------------------------------------------------------------
 
 
@@ -517,7 +462,6 @@ class RunningServer:
 
     def stop(self) -> None:
         """SIGTERM the process group, wait up to :data:`STOP_GRACE_S`, then SIGKILL it."""
-        _LIVE.discard(self)
         pgid = self.process.pid  # the session leader: its pid is the group id
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGTERM)
@@ -528,6 +472,7 @@ class RunningServer:
         with contextlib.suppress(subprocess.TimeoutExpired):
             self.process.wait(timeout=STOP_GRACE_S)
         self._log.close()
+        _LIVE.discard(self)  # last: a stop interrupted by a signal is retried by stop_all()
 
     def log_tail(self, lines: int = 12) -> str:
         """The last lines the server printed."""

@@ -82,8 +82,8 @@ class Connection:
         self.requests = 0
         self.head: Head | None = None
         self.chunked: ChunkedReader | None = None
-        # (plugin, request, bytes after the request) once a 101 response is queued
-        self.upgrade: tuple[Any, Request, bytes] | None = None
+        # (plugin, request, bytes after the request, handshake state) once a 101 is queued
+        self.upgrade: tuple[Any, Request, bytes, object] | None = None
 
     def discard_output(self) -> None:
         """Drop queued output, closing any file it holds."""

@@ -57,7 +57,17 @@ class Response:
         close_connection: set to ``True`` to close the connection after this response.
     """
 
-    __slots__ = ("_has_date", "_lines", "_status", "body", "close_connection", "file", "upgrade_protocol")
+    __slots__ = (
+        "_has_date",
+        "_has_upgrade",
+        "_lines",
+        "_status",
+        "body",
+        "close_connection",
+        "file",
+        "upgrade_protocol",
+        "upgrade_state",
+    )
 
     def __init__(self) -> None:
         self._status = 200
@@ -67,6 +77,8 @@ class Response:
         self.file: FileBody | None = None
         self.close_connection = False
         self.upgrade_protocol: str | None = None
+        self.upgrade_state: object = None
+        self._has_upgrade = False
 
     def __repr__(self) -> str:
         return f"<Response {self._status}>"
@@ -120,6 +132,10 @@ class Response:
             )
         if lower == "date":
             self._has_date = True
+        elif lower == "upgrade":
+            # RFC 9110 §7.8: "A sender of Upgrade MUST also send an "Upgrade" connection
+            # option": the server adds it to its Connection header.
+            self._has_upgrade = True
         self._lines.append(f"{name}: {value}\r\n")
 
     def set_header(self, name: str, value: str | int) -> None:
@@ -128,6 +144,8 @@ class Response:
         self._lines = [line for line in self._lines if line.partition(":")[0].lower() != lower]
         if lower == "date":
             self._has_date = False
+        elif lower == "upgrade":
+            self._has_upgrade = False
         self.add_header(name, value)
 
     def get_header(self, name: str) -> str | None:
@@ -172,16 +190,20 @@ class Response:
         """The length of the body the server will frame."""
         return self.file.count if self.file is not None else len(self.body)
 
-    def upgrade(self, protocol: str) -> None:
+    def upgrade(self, protocol: str, state: object = None) -> None:
         """Switch protocols after this response (for protocol plugins such as WebSockets).
 
-        Sets status 101 and ``Upgrade: <protocol>``; the server adds ``Connection: Upgrade``
-        and, once the response is sent, hands the connection to the plugin registered for
-        ``protocol`` in the ``peregrine_core.upgrades`` entry-point group.
+        Sets status 101; the server sends ``Upgrade: <protocol>`` and ``Connection:
+        Upgrade`` and, once the response is sent, hands the connection to the plugin
+        registered for ``protocol`` in the ``peregrine_core.upgrades`` entry-point group,
+        passing it ``state`` (whatever the plugin's handshake agreed on).
         """
         if _TOKEN.fullmatch(protocol) is None:
             raise LocalProtocolError(f"upgrade protocol {protocol!r} is not a token")
+        self._lines = [line for line in self._lines if line.partition(":")[0].lower() != "upgrade"]
+        self._has_upgrade = False
         self._status = 101
         self.upgrade_protocol = protocol
+        self.upgrade_state = state
         self.body = b""
         self._drop_file()

@@ -46,6 +46,8 @@ LINGER_SECONDS: Final = 2.0
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
 _UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
+_UPGRADE_KA_TAIL: Final = b"Connection: Upgrade, keep-alive\r\n\r\n"
+_UPGRADE_CLOSE_TAIL: Final = b"Connection: Upgrade, close\r\n\r\n"
 _NO_LENGTH_STATUSES: Final = frozenset({204, 304})
 
 
@@ -343,7 +345,8 @@ class Worker:
                     # The connection ends (or switches protocol) after this response:
                     # what follows in the buffer is never parsed as HTTP.
                     if conn.upgrade is not None:
-                        conn.upgrade = (conn.upgrade[0], conn.upgrade[1], buf[pos:])
+                        plugin, request, _, upgrade_state = conn.upgrade
+                        conn.upgrade = (plugin, request, buf[pos:], upgrade_state)
                     buf = b""
                     pos = end = 0
                     break
@@ -368,7 +371,7 @@ class Worker:
             self._handle(req, resp)
             upgrade = resp.upgrade_protocol
             if upgrade is not None:
-                conn.upgrade = (self._get_upgrade(upgrade), req, b"")
+                conn.upgrade = (self._get_upgrade(upgrade), req, b"", resp.upgrade_state)
         except Exception as exc:
             if isinstance(exc, PluginError):
                 log.error("cannot upgrade %s %s: %s", req.method, escape(req.target), exc)
@@ -397,7 +400,11 @@ class Worker:
                 self._head_bytes(resp, status, b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol), False)
             )
         else:
-            out.append(self._head_bytes(resp, status, self._ka_tail if keep else _CLOSE_TAIL, True))
+            if resp._has_upgrade:  # RFC 9110 §7.8: Upgrade is listed in Connection
+                tail = _UPGRADE_KA_TAIL if keep else _UPGRADE_CLOSE_TAIL
+            else:
+                tail = self._ka_tail if keep else _CLOSE_TAIL
+            out.append(self._head_bytes(resp, status, tail, True))
             if is_head or status < 200 or status in _NO_LENGTH_STATUSES:
                 resp._drop_file()
             elif resp.file is not None:
@@ -522,14 +529,14 @@ class Worker:
 
     def _hand_over(self, conn: Connection) -> None:
         assert conn.upgrade is not None and conn.head is None
-        plugin, request, data = conn.upgrade
+        plugin, request, data, state = conn.upgrade
         conn.upgrade = None
         conn.state = State.UPGRADED
         self._poller.unregister(conn.fd)
         del self._conns[conn.fd]
         self._release_slot()
         try:
-            plugin.adopt(conn.sock, request, data)
+            plugin.adopt(conn.sock, request, data, state)
         except Exception:
             log.exception("protocol plugin failed to adopt the connection from %s", conn.addr)
             conn.sock.close()

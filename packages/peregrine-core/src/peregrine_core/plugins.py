@@ -46,13 +46,14 @@ class UpgradeHandler(Protocol):
 
     ``adopt`` is called on the HTTP worker thread once the ``101`` response has been sent in
     full; from then on the socket (non-blocking) belongs to the plugin. ``data`` holds the
-    bytes that arrived after the upgrade request, which belong to the new protocol.
+    bytes that arrived after the upgrade request, which belong to the new protocol;
+    ``state`` is what the handshake passed to ``Response.upgrade(protocol, state)``.
     ``shutdown`` is called once while the server stops, after the HTTP workers have been
     joined and before the handler's ``close()``; it must close every adopted socket within
     ``timeout`` seconds.
     """
 
-    def adopt(self, sock: socket.socket, request: Request, data: bytes) -> None: ...
+    def adopt(self, sock: socket.socket, request: Request, data: bytes, state: object) -> None: ...
 
     def shutdown(self, timeout: float) -> None: ...
 

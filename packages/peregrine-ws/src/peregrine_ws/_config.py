@@ -27,9 +27,10 @@ class DeflateConfig:
     allocates: the compressor takes ``2**(server_max_window_bits + 2) + 2**(mem_level + 9)``
     bytes plus about 6 KiB, the decompressor ``2**client_window`` bytes plus about 7 KiB,
     where ``client_window`` is ``client_max_window_bits`` if the client allowed it to be
-    restricted and 15 otherwise. The defaults (12, 12, 5) give about 43 KiB, against about
-    300 KiB for zlib's defaults. A ``*_no_context_takeover`` side frees its zlib object
-    after every message, so idle connections then cost nothing.
+    restricted and 15 otherwise. Measured with the defaults (12, 12, 5): 38 KiB + 11 KiB
+    (39 KiB when the client's window cannot be limited), against 262 KiB + 39 KiB with
+    zlib's own defaults. A side without context takeover frees its zlib object after
+    every message, so an idle connection then holds none.
     """
 
     server_max_window_bits: int = 12

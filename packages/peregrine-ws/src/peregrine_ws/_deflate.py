@@ -241,26 +241,18 @@ class PerMessageDeflate:
         """
         dec = self._decompressor
         if dec is None:
-            dec = self._decompressor = zlib.decompressobj(
-                -max(9, self.params.client_max_window_bits)
-            )
+            dec = self._decompressor = zlib.decompressobj(-max(9, self.params.client_max_window_bits))
         try:
             out = dec.decompress(data, 0 if budget is None else budget + 1)
         except zlib.error as exc:
-            raise ProtocolError(
-                f"invalid compressed data: {exc}", CloseCode.INVALID_DATA
-            ) from None
+            raise ProtocolError(f"invalid compressed data: {exc}", CloseCode.INVALID_DATA) from None
         if budget is not None and len(out) > budget:
-            raise ProtocolError(
-                "message exceeds the size limit once decompressed", CloseCode.MESSAGE_TOO_BIG
-            )
+            raise ProtocolError("message exceeds the size limit once decompressed", CloseCode.MESSAGE_TOO_BIG)
         # §7.2.3.4: a message may end with a block that has BFINAL set; the sender then
         # appends an empty stored block (00 00 00 ff ff) and strips its last 4 bytes.
         # Anything else after the final block is invalid.
         if dec.eof and not _EMPTY_STORED_BLOCK.startswith(dec.unused_data):
-            raise ProtocolError(
-                "data after the final deflate block of a message", CloseCode.INVALID_DATA
-            )
+            raise ProtocolError("data after the final deflate block of a message", CloseCode.INVALID_DATA)
         return out
 
     def finish(self, budget: int | None) -> bytes:

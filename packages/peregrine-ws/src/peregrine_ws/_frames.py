@@ -30,9 +30,9 @@ from peregrine_core import LocalProtocolError
 from ._errors import ProtocolError
 
 __all__ = [
-    "CloseCode",
-    "MAX_CONTROL_PAYLOAD_BYTES",
     "MAX_CLOSE_REASON_BYTES",
+    "MAX_CONTROL_PAYLOAD_BYTES",
+    "CloseCode",
     "Opcode",
     "build_close_payload",
     "build_frame",
@@ -114,8 +114,9 @@ def unmask(data: bytes | bytearray | memoryview, key: bytes, offset: int = 0) ->
     if shift:
         key = key[shift:] + key[:shift]
     stream = key * ((n >> 2) + 1)
-    value = int.from_bytes(data, "big") ^ int.from_bytes(stream[:n], "big")
-    return value.to_bytes(n, "big")
+    # Little-endian conversions are the faster ones in CPython; XOR ignores byte order.
+    value = int.from_bytes(data, "little") ^ int.from_bytes(stream[:n], "little")
+    return value.to_bytes(n, "little")
 
 
 def frame_header(opcode: int, length: int, *, fin: bool = True, rsv1: bool = False) -> bytes:
@@ -178,9 +179,7 @@ def build_close_payload(code: int | None = CloseCode.NORMAL, reason: str = "") -
             raise LocalProtocolError("a close reason needs a close code")
         return b""
     if not is_valid_close_code(code):
-        raise LocalProtocolError(
-            f"close code {code} may not be sent; use 1000-1003, 1007-1011 or 3000-4999"
-        )
+        raise LocalProtocolError(f"close code {code} may not be sent; use 1000-1003, 1007-1011 or 3000-4999")
     data = reason.encode("utf-8")
     if len(data) > MAX_CLOSE_REASON_BYTES:
         raise LocalProtocolError(
@@ -211,7 +210,5 @@ def parse_close_payload(payload: bytes) -> tuple[int, str]:
     try:
         reason = payload[2:].decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolError(
-            "close frame reason is not valid UTF-8", CloseCode.INVALID_DATA
-        ) from None
+        raise ProtocolError("close frame reason is not valid UTF-8", CloseCode.INVALID_DATA) from None
     return code, reason

@@ -1,0 +1,80 @@
+"""CPU time and memory of a process and all its descendants, read from ``/proc``.
+
+Strategy: one scan of ``/proc/*/stat`` builds the parent-to-children map; the tree of a pid is
+walked from it. Servers fork workers (gunicorn, granian, nginx), so every figure is a sum over
+the tree, taken at one moment.
+
+Invariants:
+- A process that vanishes between the scan and the read is skipped, never an error.
+- CPU sums never go backwards when a worker dies: its time moves into its parent's cutime
+  and cstime, which are counted too.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from typing import Final
+
+__all__ = ["cpu_seconds", "process_tree", "rss_bytes"]
+
+_CLOCK_TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
+
+
+def _stat_fields(pid: int) -> list[str] | None:
+    """Fields 3.. of ``/proc/PID/stat`` (index 0 is field 3, the state), or ``None``."""
+    try:
+        with open(f"/proc/{pid}/stat", encoding="ascii", errors="replace") as f:
+            text = f.read()
+    except OSError:
+        return None
+    return text.rpartition(")")[2].split()
+
+
+def process_tree(pid: int) -> list[int]:
+    """``pid`` and all its living descendants (from one scan of ``/proc``)."""
+    children: dict[int, list[int]] = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            fields = _stat_fields(int(entry))
+            if fields is not None and len(fields) > 1:
+                children.setdefault(int(fields[1]), []).append(int(entry))
+    tree: list[int] = []
+    todo = [pid]
+    while todo:
+        current = todo.pop()
+        tree.append(current)
+        todo.extend(children.get(current, ()))
+    return tree
+
+
+def cpu_seconds(pid: int) -> float:
+    """User plus system CPU time of ``pid``'s process tree, reaped children included.
+
+    Sums utime, stime, cutime and cstime (fields 14-17 of ``/proc/PID/stat``) over every
+    living process of the tree: a worker that dies moves its time into its parent's cutime,
+    so the sum never goes backwards.
+    """
+    ticks = 0
+    for member in process_tree(pid):
+        fields = _stat_fields(member)
+        if fields is not None and len(fields) > 14:
+            ticks += sum(int(v) for v in fields[11:15])
+    return ticks / _CLOCK_TICKS_PER_S
+
+
+_VMRSS = re.compile(r"^VmRSS:\s+(\d+)\s+kB", re.MULTILINE)
+
+
+def rss_bytes(pid: int) -> int:
+    """Sum of ``VmRSS`` over ``pid``'s process tree (shared pages counted once per process)."""
+    total = 0
+    for member in process_tree(pid):
+        try:
+            with open(f"/proc/{member}/status", encoding="ascii", errors="replace") as f:
+                match = _VMRSS.search(f.read())
+        except OSError:
+            continue
+        if match:
+            total += int(match.group(1)) * 1024
+    return total
