@@ -11,6 +11,7 @@ end too. Every wait has a timeout.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 import os
@@ -27,10 +28,11 @@ from typing import Any
 
 import pytest
 
-from conftest import TIMEOUT, Reader, Reply, connect
 from peregrine_core import LocalProtocolError, Request, Response, Server, ServerConfig
 from peregrine_core._status import status_line
 from peregrine_core.testing import serve
+
+from conftest import TIMEOUT, Reader, Reply, connect
 
 H = b"Host: example.com\r\n"
 SMUGGLED = b"GET /smuggled HTTP/1.1\r\n" + H + b"\r\n"
@@ -107,7 +109,7 @@ def pieces_of(data: bytes, how: str, seed: str) -> list[bytes]:
         return [data]
     cuts = sorted(rng.sample(range(1, len(data)), rng.randint(1, min(12, len(data) - 1))))
     bounds = [0, *cuts, len(data)]
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 @dataclass
@@ -596,3 +598,73 @@ def test_a_flood_of_malformed_requests_logs_a_bounded_number_of_warnings(
             assert ex.replies[0].status == 400
     warnings = [r for r in caplog.records if r.levelno >= logging.WARNING and "rejected" in r.getMessage()]
     assert 1 <= len(warnings) <= 2
+
+
+# --- limits and edge cases an HTTP/1.1 probe tries, with the default configuration ----------
+
+
+def test_default_limits_are_exact_on_the_wire(servers: dict[str, Any]) -> None:
+    srv, recorder = server_for(servers)
+    config = ServerConfig()
+
+    def request_line(length: int) -> bytes:
+        return b"GET /" + b"a" * (length - 14) + b" HTTP/1.1\r\n" + H + b"\r\n"
+
+    def head(size: int) -> bytes:
+        prefix = b"GET /h HTTP/1.1\r\n" + H + b"X-Pad: "
+        return prefix + b"p" * (size - len(prefix) - 4) + b"\r\n\r\n"
+
+    def fields(count: int) -> bytes:
+        return b"GET /f HTTP/1.1\r\n" + H + b"".join(b"X-%d: v\r\n" % i for i in range(count - 1)) + b"\r\n"
+
+    def body(size: int) -> bytes:
+        return b"POST /b HTTP/1.1\r\n" + H + b"Content-Length: %d\r\n\r\n" % size + b"x" * size
+
+    cases = [
+        (request_line(config.max_request_line_bytes), 200),
+        (request_line(config.max_request_line_bytes + 1), 414),
+        (head(config.max_header_bytes), 200),
+        (head(config.max_header_bytes + 1), 431),
+        (fields(config.max_header_count), 200),
+        (fields(config.max_header_count + 1), 431),
+        (body(config.max_body_bytes), 200),
+        (body(config.max_body_bytes + 1), 413),
+    ]
+    for data, status in cases:
+        with connect(srv.port) as sock:
+            sock.sendall(data)
+            reader = Reader(sock)
+            reply = reader.response()
+            assert reply.status == status, data[:60]
+            if status != 200:
+                assert reply.header("connection") == "close"
+                assert reader.closed()
+    assert len(recorder.targets()) == 4
+
+
+def test_absolute_form_target_with_a_different_host_reaches_the_handler_raw(servers: dict[str, Any]) -> None:
+    # RFC 9112 §3.2.2: the target's authority wins over Host; the handler sees the raw target.
+    srv, recorder = server_for(servers)
+    ex = send(
+        srv.port,
+        [b"GET http://origin.example/p?x=1 HTTP/1.1\r\nHost: other.example\r\nConnection: close\r\n\r\n"],
+        1,
+    )
+    assert [r.status for r in ex.replies] == [200]
+    assert recorder.targets() == ["http://origin.example/p?x=1"]
+
+
+def test_extra_crlf_after_a_request_body_is_ignored_on_a_keep_alive_connection() -> None:
+    # RFC 9112 §2.2: "some old HTTP/1.0 client implementations generate an extra CRLF after
+    # a POST request"; a server SHOULD ignore at least one empty line before a request line.
+    # The connection must stay an idle keep-alive one, not a request head timing out.
+    recorder = Recorder()
+    config = ServerConfig(header_timeout=0.3, keepalive_timeout=5.0)
+    with serve(recorder, config=config) as srv, connect(srv.port) as sock:
+        sock.sendall(b"POST /p HTTP/1.1\r\n" + H + b"Content-Length: 2\r\n\r\nok\r\n")
+        reader = Reader(sock)
+        assert reader.response().status == 200
+        time.sleep(0.8)  # well past header_timeout, well within keepalive_timeout
+        sock.sendall(b"GET /next HTTP/1.1\r\n" + H + b"\r\n")
+        assert reader.response().status == 200
+    assert recorder.targets() == ["/p", "/next"]

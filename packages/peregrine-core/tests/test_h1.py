@@ -13,6 +13,7 @@ and time bounds against catastrophic regex backtracking and quadratic header han
 
 from __future__ import annotations
 
+import itertools
 import json
 import random
 import re
@@ -25,7 +26,10 @@ from typing import Any
 import pytest
 
 from peregrine_core import RemoteProtocolError
-from peregrine_core._h1 import ChunkedReader, Head, Limits, parse_head
+from peregrine_core._chunked import ChunkedReader
+from peregrine_core._h1 import Head, Limits, parse_head
+
+from feeder import Feeder
 
 CORPUS = Path(__file__).parent / "data" / "requests"
 RANDOM_SPLITS = 4
@@ -49,59 +53,6 @@ def decode_http(text: str) -> bytes:
 
 
 # --- the feeding driver --------------------------------------------------------------------
-
-
-class Feeder:
-    """Feeds reads to the codec the way ``Worker._process`` does."""
-
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.buf = b""
-        self.head: Head | None = None
-        self.reader: ChunkedReader | None = None
-        self.requests: list[Head] = []
-        self.closed = False  # a request ended the connection: nothing more is parsed
-
-    def feed(self, data: bytes) -> None:
-        if self.closed:
-            self.buf += data
-            return
-        buf = self.buf + data
-        pos = 0
-        end = len(buf)
-        limits = self.limits
-        while pos < end or self.head is not None:
-            head = self.head
-            if head is not None:
-                if self.reader is not None:
-                    pos = self.reader.feed(buf, pos)
-                    if not self.reader.done:
-                        break
-                    head.request.body = self.reader.body
-                    self.reader = None
-                else:
-                    if end - pos < head.content_length:
-                        break
-                    head.request.body = buf[pos : pos + head.content_length]
-                    pos += head.content_length
-                self.head = None
-            else:
-                head = parse_head(buf, pos, limits)
-                if head is None:
-                    break
-                pos = head.end
-                if head.chunked or head.content_length:
-                    if head.content_length > limits.max_body_bytes:
-                        raise RemoteProtocolError("body over the limit", 413)
-                    self.head = head
-                    if head.chunked:
-                        self.reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
-                    continue
-            self.requests.append(head)
-            if not head.keep_alive:
-                self.closed = True
-                break
-        self.buf = buf[pos:]
 
 
 @dataclass
@@ -134,7 +85,7 @@ def splits(data: bytes, seed: str) -> Iterator[tuple[str, list[bytes]]]:
             break
         cuts = sorted(rng.sample(range(1, len(data)), rng.randint(1, min(16, len(data) - 1))))
         bounds = [0, *cuts, len(data)]
-        yield f"random{k}", [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+        yield f"random{k}", [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 # --- the corpus ----------------------------------------------------------------------------

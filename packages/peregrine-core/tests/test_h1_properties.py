@@ -14,6 +14,7 @@ modules cannot import each other under ``--import-mode=importlib``).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -21,7 +22,9 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from peregrine_core import RemoteProtocolError
-from peregrine_core._h1 import ChunkedReader, Head, Limits, parse_head
+from peregrine_core._h1 import Head, Limits
+
+from feeder import Feeder
 
 SETTINGS = settings(
     max_examples=300,
@@ -32,57 +35,6 @@ SETTINGS = settings(
 
 
 # --- the feeding driver (mirrors Worker._process) -------------------------------------------
-
-
-class Feeder:
-    def __init__(self, limits: Limits) -> None:
-        self.limits = limits
-        self.buf = b""
-        self.head: Head | None = None
-        self.reader: ChunkedReader | None = None
-        self.requests: list[Head] = []
-        self.closed = False
-
-    def feed(self, data: bytes) -> None:
-        if self.closed:
-            self.buf += data
-            return
-        buf = self.buf + data
-        pos = 0
-        end = len(buf)
-        limits = self.limits
-        while pos < end or self.head is not None:
-            head = self.head
-            if head is not None:
-                if self.reader is not None:
-                    pos = self.reader.feed(buf, pos)
-                    if not self.reader.done:
-                        break
-                    head.request.body = self.reader.body
-                    self.reader = None
-                else:
-                    if end - pos < head.content_length:
-                        break
-                    head.request.body = buf[pos : pos + head.content_length]
-                    pos += head.content_length
-                self.head = None
-            else:
-                head = parse_head(buf, pos, limits)
-                if head is None:
-                    break
-                pos = head.end
-                if head.chunked or head.content_length:
-                    if head.content_length > limits.max_body_bytes:
-                        raise RemoteProtocolError("body over the limit", 413)
-                    self.head = head
-                    if head.chunked:
-                        self.reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
-                    continue
-            self.requests.append(head)
-            if not head.keep_alive:
-                self.closed = True
-                break
-        self.buf = buf[pos:]
 
 
 Parsed = tuple[str, str, str, list[tuple[str, str]], bytes]
@@ -108,7 +60,7 @@ def outcome(pieces: Sequence[bytes], limits: Limits) -> tuple[list[Parsed], int 
 
 def cut(data: bytes, points: list[int]) -> list[bytes]:
     bounds = sorted({0, len(data), *(p % (len(data) + 1) for p in points)})
-    return [data[a:b] for a, b in zip(bounds, bounds[1:], strict=False)]
+    return [data[a:b] for a, b in itertools.pairwise(bounds)]
 
 
 # --- an independent serializer --------------------------------------------------------------

@@ -25,7 +25,8 @@ import socket
 from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
-from ._h1 import ChunkedReader, Head
+from ._chunked import ChunkedReader
+from ._h1 import Head
 from ._response import FileBody
 
 if TYPE_CHECKING:
@@ -54,6 +55,7 @@ class Connection:
     __slots__ = (
         "addr",
         "batch_full",
+        "body",
         "chunked",
         "close_after_flush",
         "deadline",
@@ -81,6 +83,7 @@ class Connection:
         self.deadline = deadline
         self.requests = 0
         self.head: Head | None = None
+        self.body = bytearray()  # a Content-Length body still arriving
         self.chunked: ChunkedReader | None = None
         # (plugin, request, bytes after the request, handshake state) once a 101 is queued
         self.upgrade: tuple[Any, Request, bytes, object] | None = None

@@ -15,8 +15,16 @@ __all__ = ["Status", "status_line"]
 
 Status = HTTPStatus
 
+# RFC 9110 renamed a few reason phrases that older Pythons still spell the RFC 7231 way.
+_RFC9110_PHRASES: Final = {
+    413: "Content Too Large",
+    414: "URI Too Long",
+    416: "Range Not Satisfiable",
+    422: "Unprocessable Content",
+}
 _STATUS_LINES: Final[dict[int, bytes]] = {
-    int(s): f"HTTP/1.1 {int(s)} {s.phrase}\r\n".encode("ascii") for s in HTTPStatus
+    int(s): f"HTTP/1.1 {int(s)} {_RFC9110_PHRASES.get(int(s), s.phrase)}\r\n".encode("ascii")
+    for s in HTTPStatus
 }
 
 
@@ -30,6 +38,8 @@ def status_line(code: int) -> bytes:
 
 def reason_phrase(code: int) -> str:
     """Return the reason phrase of a known status code, or an empty string."""
+    if code in _RFC9110_PHRASES:
+        return _RFC9110_PHRASES[code]
     try:
         return HTTPStatus(code).phrase
     except ValueError:

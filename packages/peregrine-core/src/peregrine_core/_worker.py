@@ -23,10 +23,11 @@ from collections.abc import Callable
 from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Final
 
+from ._chunked import ChunkedReader
 from ._config import ServerConfig
 from ._connection import Connection, State, flush
 from ._errors import PluginError, RemoteProtocolError
-from ._h1 import ChunkedReader, Head, Limits, parse_head
+from ._h1 import Head, Limits, parse_head
 from ._log import RateLimitedLog, escape
 from ._response import Response
 from ._status import reason_phrase, status_line
@@ -43,9 +44,11 @@ access_log = logging.getLogger("peregrine_core.access")
 SWEEP_INTERVAL_SECONDS: Final = 0.25
 _INF: Final = float("inf")
 LINGER_SECONDS: Final = 2.0
+_MAX_IDLE_CRLF_BYTES: Final = 16
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
 _UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
+_KA11_TAIL: Final = b"\r\n"
 _UPGRADE_KA_TAIL: Final = b"Connection: Upgrade, keep-alive\r\n\r\n"
 _UPGRADE_CLOSE_TAIL: Final = b"Connection: Upgrade, close\r\n\r\n"
 _NO_LENGTH_STATUSES: Final = frozenset({204, 304})
@@ -87,7 +90,9 @@ class Worker:
         self._last_sweep = 0.0
         self._date_second = -1
         self._date_line = b""
-        self._ka_tail = b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n\r\n" % int(
+        # RFC 9112 §9.3: HTTP/1.1 connections persist by default, so a keep-alive answer
+        # to 1.1 needs no header; an HTTP/1.0 client that asked gets it confirmed.
+        self._ka10_tail = b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n\r\n" % int(
             config.keepalive_timeout
         )
         self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
@@ -272,8 +277,19 @@ class Worker:
             else:
                 self._close(conn)
             return
-        if conn.inbuf:
-            data = conn.inbuf + data
+        inbuf = conn.inbuf
+        if inbuf:
+            if (
+                conn.state == State.HEAD
+                and b"\n" not in data
+                and len(inbuf) + len(data) <= self._limits.max_request_line_bytes
+            ):
+                # No new line and no limit crossed: parsing again could not tell more
+                # (the codec answers the same however the bytes are split). This keeps a
+                # client trickling a head byte by byte from costing a parse per byte.
+                conn.inbuf = inbuf + data
+                return
+            data = inbuf + data
             conn.inbuf = b""
         self._process(conn, data)
 
@@ -298,13 +314,26 @@ class Worker:
                         head.request.body = reader.body
                         conn.chunked = None
                     else:
-                        if end - pos < head.content_length:
+                        body = conn.body
+                        take = min(head.content_length - len(body), end - pos)
+                        body += memoryview(buf)[pos : pos + take]
+                        pos += take
+                        if len(body) < head.content_length:
                             break
-                        head.request.body = buf[pos : pos + head.content_length]
-                        pos += head.content_length
+                        head.request.body = bytes(body)
+                        conn.body = bytearray()
                     conn.head = None
                 else:
                     if state == State.IDLE:
+                        # RFC 9112 §2.2: "a server ... SHOULD ignore at least one empty
+                        # line (CRLF) received prior to the request-line" (some clients
+                        # send one after a body). When that is all there is, it neither
+                        # starts the head deadline nor extends the keep-alive one; before
+                        # a request line the codec skips it (and bounds how many).
+                        rest = end - pos
+                        if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
+                            pos = end
+                            break
                         conn.state = State.HEAD
                         self._set_deadline(conn, time.monotonic() + self._config.header_timeout)
                     parsed = parse_head(buf, pos, limits, conn.addr)
@@ -332,6 +361,9 @@ class Worker:
                             if complete:
                                 head.request.body = buf[pos : pos + head.content_length]
                                 pos += head.content_length
+                            else:  # the rest arrives into a bytearray, not by re-joining
+                                conn.body = bytearray(memoryview(buf)[pos:end])
+                                pos = end
                         if not complete:
                             conn.head = head
                             conn.state = State.BODY
@@ -358,7 +390,8 @@ class Worker:
             self._fail(conn, exc)
             return
         conn.inbuf = buf[pos:] if pos < end else b""
-        self._send(conn)  # sets the keep-alive (or write) deadline
+        if conn.out:
+            self._send(conn)  # then the keep-alive (or write) deadline is set
 
     # --- responding ----------------------------------------------------------------------------
 
@@ -392,6 +425,7 @@ class Worker:
         )
         status = resp.status
         is_head = req.method == "HEAD"
+        http11 = req.version == "HTTP/1.1"
         out = conn.out
         if conn.upgrade is not None:
             keep = True
@@ -403,7 +437,7 @@ class Worker:
             if resp._has_upgrade:  # RFC 9110 §7.8: Upgrade is listed in Connection
                 tail = _UPGRADE_KA_TAIL if keep else _UPGRADE_CLOSE_TAIL
             else:
-                tail = self._ka_tail if keep else _CLOSE_TAIL
+                tail = (_KA11_TAIL if http11 else self._ka10_tail) if keep else _CLOSE_TAIL
             out.append(self._head_bytes(resp, status, tail, True))
             if is_head or status < 200 or status in _NO_LENGTH_STATUSES:
                 resp._drop_file()
