@@ -45,6 +45,7 @@ SWEEP_INTERVAL_SECONDS: Final = 0.25
 _INF: Final = float("inf")
 LINGER_SECONDS: Final = 2.0
 _MAX_IDLE_CRLF_BYTES: Final = 16
+_JOIN_MAX_BODY_BYTES: Final = 16 * 1024  # smaller bodies are copied behind their head
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
 _CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
 _UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
@@ -87,6 +88,7 @@ class Worker:
         self._force = False
         self._stop_deadline = 0.0
         self._next_deadline = _INF
+        self._now = time.monotonic()  # when the last poll() returned: the loop's clock
         self._last_sweep = 0.0
         self._date_second = -1
         self._date_line = b""
@@ -150,7 +152,9 @@ class Worker:
                         timeout = max(0.0, wake_at - monotonic())
                 if self._stopping:
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
-                for fd, ev in poller.poll(timeout):
+                events = poller.poll(timeout)
+                self._now = monotonic()
+                for fd, ev in events:
                     conn = conns.get(fd)
                     if conn is None:
                         if fd == wake_fd:
@@ -172,7 +176,7 @@ class Worker:
                             self._process(conn, data)
                         except Exception:
                             self._crashed(conn)
-                now = monotonic()
+                now = self._now
                 if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
                     self._sweep(now)
         except BaseException:
@@ -334,10 +338,11 @@ class Worker:
                         if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
                             pos = end
                             break
-                        conn.state = State.HEAD
-                        self._set_deadline(conn, time.monotonic() + self._config.header_timeout)
                     parsed = parse_head(buf, pos, limits, conn.addr)
                     if parsed is None:
+                        if state == State.IDLE:  # the head's deadline runs from its first byte
+                            conn.state = State.HEAD
+                            self._set_deadline(conn, self._now + self._config.header_timeout)
                         break
                     head = parsed
                     pos = head.end
@@ -367,7 +372,7 @@ class Worker:
                         if not complete:
                             conn.head = head
                             conn.state = State.BODY
-                            self._set_deadline(conn, time.monotonic() + self._config.body_timeout)
+                            self._set_deadline(conn, self._now + self._config.body_timeout)
                             if head.expect_continue:
                                 conn.out.append(_CONTINUE)
                             break
@@ -430,22 +435,33 @@ class Worker:
         if conn.upgrade is not None:
             keep = True
             protocol = (resp.upgrade_protocol or "").encode("ascii")
-            out.append(
-                self._head_bytes(resp, status, b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol), False)
+            parts = self._head_parts(
+                resp, status, b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol), False
             )
+            out.append(b"".join(parts))
         else:
             if resp._has_upgrade:  # RFC 9110 §7.8: Upgrade is listed in Connection
                 tail = _UPGRADE_KA_TAIL if keep else _UPGRADE_CLOSE_TAIL
             else:
                 tail = (_KA11_TAIL if http11 else self._ka10_tail) if keep else _CLOSE_TAIL
-            out.append(self._head_bytes(resp, status, tail, True))
+            parts = self._head_parts(resp, status, tail, True)
+            body = resp.body
             if is_head or status < 200 or status in _NO_LENGTH_STATUSES:
                 resp._drop_file()
             elif resp.file is not None:
+                out.append(b"".join(parts))
                 out.append(resp.file)
                 resp.file = None
-            elif resp.body:
-                out.append(resp.body)  # type: ignore[arg-type]
+                parts = []
+            elif body:
+                if len(body) <= _JOIN_MAX_BODY_BYTES:
+                    parts.append(body)  # type: ignore[arg-type]  # one buffer, one send
+                else:  # a large body is not copied: head and body go out in one sendmsg
+                    out.append(b"".join(parts))
+                    out.append(body)  # type: ignore[arg-type]
+                    parts = []
+            if parts:
+                out.append(b"".join(parts))
         if started:
             self._log_access(conn, req, status, resp.content_length, started)
         if not keep:
@@ -453,7 +469,7 @@ class Worker:
             return False
         return conn.upgrade is None
 
-    def _head_bytes(self, resp: Response, status: int, tail: bytes, framed: bool) -> bytes:
+    def _head_parts(self, resp: Response, status: int, tail: bytes, framed: bool) -> list[bytes]:
         parts = [status_line(status)]
         lines = resp._lines
         if lines:
@@ -463,7 +479,7 @@ class Worker:
         if not resp._has_date:
             parts.append(self._date())
         parts.append(tail)
-        return b"".join(parts)
+        return parts
 
     def _date(self) -> bytes:
         now = int(time.time())

@@ -28,9 +28,18 @@ __all__ = [
     "make_poller",
 ]
 
+# The values of POLLIN, POLLOUT and POLLERR|POLLHUP (the same for epoll) on Linux and the
+# BSDs, so the epoll and poll backends hand their events over without translating them.
 READ: Final = 0x001
 WRITE: Final = 0x004
-ERROR: Final = 0x008
+ERROR: Final = 0x018
+
+
+_EPOLL_NATIVE: Final = hasattr(select, "epoll") and (
+    select.EPOLLIN,
+    select.EPOLLOUT,
+    select.EPOLLERR | select.EPOLLHUP,
+) == (READ, WRITE, ERROR)
 
 
 class Poller(Protocol):
@@ -72,12 +81,12 @@ class EpollPoller:
 
     def poll(self, timeout: float | None) -> list[tuple[int, int]]:
         events = self._ep.poll(-1 if timeout is None else timeout, self._max)
-        out = []
-        for fd, ev in events:
-            if ev & (select.EPOLLERR | select.EPOLLHUP):
-                ev |= ERROR
-            out.append((fd, ev))
-        return out
+        if _EPOLL_NATIVE:
+            return events
+        return [  # pragma: no cover - platforms whose epoll flags differ from poll's
+            (fd, (ev & (READ | WRITE)) | (ERROR if ev & (select.EPOLLERR | select.EPOLLHUP) else 0))
+            for fd, ev in events
+        ]
 
     def close(self) -> None:
         self._ep.close()
@@ -108,7 +117,7 @@ class PollPoller:
         out = []
         for fd, ev in self._p.poll(ms):
             if ev & (select.POLLERR | select.POLLHUP | select.POLLNVAL):
-                ev |= ERROR
+                ev = (ev & (READ | WRITE)) | ERROR
             out.append((fd, ev))
         return out
 
