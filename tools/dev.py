@@ -29,7 +29,7 @@ def _python(env: Path) -> Path:
 
 def _ensure_env(env: Path, requirements: list[str]) -> Path:
     """Create ``env`` if needed and install ``requirements`` unless they are unchanged."""
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - this script must say so on older Pythons
         sys.exit(f"Peregrine needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     python = _python(env)
     if not python.exists():
