@@ -295,3 +295,40 @@ def test_sigint_on_the_main_thread_stops_the_server(tmp_path: Path) -> None:
         proc.kill()
     assert proc.returncode == 0, out
     assert "workers stopped" in out
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda self, req, resp: None,
+        lambda self, req, resp, extra=1: None,
+        lambda self, *args: None,
+        lambda self, req, *rest, flag=False: None,
+    ],
+)
+def test_handle_request_signatures_that_accept_two_arguments_pass(method: Any) -> None:
+    handler = type("H", (), {"handle_request": method})()
+    Server(handler, port=0).close()
+
+
+@pytest.mark.parametrize(
+    "method",
+    [
+        lambda self: None,
+        lambda self, req, resp, extra: None,
+        lambda self, req, resp, *, must: None,
+    ],
+)
+def test_handle_request_signatures_that_cannot_take_req_and_resp_fail(method: Any) -> None:
+    handler = type("H", (), {"handle_request": method})()
+    with pytest.raises(TypeError, match="must accept two arguments"):
+        Server(handler, port=0)
+
+
+def test_date_header_is_an_imf_fixdate_in_any_locale() -> None:
+    from email.utils import formatdate
+
+    from peregrine_core._worker import http_date
+
+    for t in (0.0, 784111777.0, 1_000_000_000.5, time.time()):
+        assert http_date(t).decode() == formatdate(t, usegmt=True)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from typing import Any, Protocol, runtime_checkable
 
 from ._request import Request
@@ -50,16 +49,23 @@ def check_handler(handler: Any) -> Any:
         raise TypeError(f"handler {name} has no handle_request(req, resp) method")
     if not callable(method):
         raise TypeError(f"handler {name}.handle_request is not callable")
-    try:
-        inspect.signature(method).bind(None, None)
-    except TypeError:
-        raise TypeError(
-            f"handler {name}.handle_request must accept two arguments (req, resp); "
-            f"its signature is {inspect.signature(method)}"
-        ) from None
-    except ValueError:
-        pass  # no signature available (builtins): trust it
+    if not _accepts_two_arguments(method):
+        raise TypeError(f"handler {name}.handle_request must accept two arguments (req, resp)")
     close = getattr(handler, "close", None)
     if close is not None and not callable(close):
         raise TypeError(f"handler {name}.close exists but is not callable")
     return handler
+
+
+def _accepts_two_arguments(method: Any) -> bool:
+    """Whether ``method(req, resp)`` binds, read from its code object (no ``inspect``)."""
+    func = getattr(method, "__func__", method)
+    code = getattr(func, "__code__", None)
+    if code is None:
+        return True  # a builtin or a callable object: trust it
+    positional = code.co_argcount - (1 if hasattr(method, "__self__") else 0)
+    required = positional - len(getattr(func, "__defaults__", None) or ())
+    takes_varargs = bool(code.co_flags & 0x04)  # CO_VARARGS
+    required_kwonly = set(code.co_varnames[code.co_argcount : code.co_argcount + code.co_kwonlyargcount])
+    required_kwonly -= set(getattr(func, "__kwdefaults__", None) or {})
+    return required <= 2 and (positional >= 2 or takes_varargs) and not required_kwonly

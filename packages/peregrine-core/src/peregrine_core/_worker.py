@@ -20,7 +20,6 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from email.utils import formatdate
 from typing import TYPE_CHECKING, Any, Final
 
 from ._chunked import ChunkedReader
@@ -53,6 +52,37 @@ _KA11_TAIL: Final = b"\r\n"
 _UPGRADE_KA_TAIL: Final = b"Connection: Upgrade, keep-alive\r\n\r\n"
 _UPGRADE_CLOSE_TAIL: Final = b"Connection: Upgrade, close\r\n\r\n"
 _NO_LENGTH_STATUSES: Final = frozenset({204, 304})
+
+
+_DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
+_MONTHS: Final = (
+    b"Jan",
+    b"Feb",
+    b"Mar",
+    b"Apr",
+    b"May",
+    b"Jun",
+    b"Jul",
+    b"Aug",
+    b"Sep",
+    b"Oct",
+    b"Nov",
+    b"Dec",
+)
+
+
+def http_date(seconds: float) -> bytes:
+    """RFC 9110 §5.6.7 IMF-fixdate, e.g. ``Sun, 06 Nov 1994 08:49:37 GMT`` (locale-free)."""
+    t = time.gmtime(seconds)
+    return b"%s, %02d %s %04d %02d:%02d:%02d GMT" % (
+        _DAYS[t.tm_wday],
+        t.tm_mday,
+        _MONTHS[t.tm_mon - 1],
+        t.tm_year,
+        t.tm_hour,
+        t.tm_min,
+        t.tm_sec,
+    )
 
 
 class Worker:
@@ -485,7 +515,7 @@ class Worker:
         now = int(time.time())
         if now != self._date_second:
             self._date_second = now
-            self._date_line = b"Date: %s\r\n" % formatdate(now, usegmt=True).encode("ascii")
+            self._date_line = b"Date: %s\r\n" % http_date(now)
         return self._date_line
 
     def _log_access(self, conn: Connection, req: Request, status: int, size: int, started: float) -> None:

@@ -19,12 +19,13 @@ from __future__ import annotations
 import socket
 import threading
 from dataclasses import dataclass
-from importlib.metadata import EntryPoint, entry_points
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
 
 from ._errors import PluginError
 
 if TYPE_CHECKING:
+    from importlib.metadata import EntryPoint
+
     from ._config import ServerConfig
     from ._request import Request
 
@@ -71,6 +72,13 @@ class _Found:
 _lock = threading.Lock()
 _scanned: dict[str, dict[str, _Found]] = {}
 _loaded: dict[tuple[str, str], object] = {}
+
+
+def entry_points(group: str) -> Any:
+    """``importlib.metadata.entry_points``, imported on first use (it costs megabytes)."""
+    from importlib.metadata import entry_points as scan
+
+    return scan(group=group)
 
 
 def _scan(group: str) -> dict[str, _Found]:
