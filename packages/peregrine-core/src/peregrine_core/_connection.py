@@ -22,7 +22,6 @@ from __future__ import annotations
 import enum
 import os
 import socket
-from collections import deque
 from typing import TYPE_CHECKING, Any, Final
 
 from ._chunked import ChunkedReader
@@ -76,7 +75,9 @@ class Connection:
         self.addr = addr
         self.state = State.IDLE
         self.inbuf = b""
-        self.out: deque[bytes | memoryview | FileBody] = deque()
+        # A list, not a deque: it holds a handful of buffers, and an empty deque costs
+        # ~600 bytes per connection.
+        self.out: list[bytes | memoryview | FileBody] = []
         self.writing = False  # registered for writability
         self.close_after_flush = False
         self.batch_full = False  # stopped parsing at max_pipelined_requests; more may be buffered
@@ -119,7 +120,7 @@ def flush(conn: Connection) -> bool:
         if isinstance(item, FileBody):
             if not _send_file(conn, item):
                 return False
-            out.popleft()
+            del out[0]
             _close_file(item)
             continue
         # Gather the run of byte buffers at the head of the queue.
@@ -130,7 +131,7 @@ def flush(conn: Connection) -> bool:
                 return False
             total = len(item)
             if sent == total:
-                out.popleft()
+                del out[0]
                 continue
             out[0] = memoryview(item)[sent:]
             return False
@@ -152,7 +153,7 @@ def flush(conn: Connection) -> bool:
             n = len(buf)
             if sent >= n:
                 sent -= n
-                out.popleft()
+                del out[0]
             else:
                 out[0] = memoryview(buf)[sent:]
                 return False

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterator
-from urllib.parse import unquote_plus
 
 __all__ = ["Request"]
 
@@ -148,6 +147,8 @@ def _decode(text: str) -> str | None:
     if "%" in text:
         if _BAD_ESCAPE.search(text) is not None:
             return None
+        from urllib.parse import unquote_plus  # only when a query is decoded
+
         try:
             return unquote_plus(text, encoding="utf-8", errors="strict")
         except UnicodeDecodeError:
