@@ -557,12 +557,18 @@ class Worker:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def _send(self, conn: Connection) -> None:
+    def _flush(self, conn: Connection) -> bool | None:
+        """Write what the socket takes: True when all is sent, None when the peer is gone."""
         try:
-            done = flush(conn)
+            return flush(conn)
         except OSError as exc:
             log.debug("write to %s failed: %s", conn.addr, exc)
             self._close(conn)
+            return None
+
+    def _send(self, conn: Connection) -> None:
+        done = self._flush(conn)
+        if done is None:
             return
         if done:
             self._drained(conn)
@@ -572,11 +578,8 @@ class Worker:
             self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
 
     def _on_writable(self, conn: Connection) -> None:
-        try:
-            done = flush(conn)
-        except OSError as exc:
-            log.debug("write to %s failed: %s", conn.addr, exc)
-            self._close(conn)
+        done = self._flush(conn)
+        if done is None:
             return
         if done:
             conn.writing = False
