@@ -12,6 +12,7 @@ import http.client
 import os
 import socket
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Self
@@ -308,3 +309,45 @@ def test_no_file_descriptor_leaks_across_every_kind_of_answer(site: int) -> None
     finally:
         conn.close()
     assert after <= before + 2  # leaks would show 30 per kind; allow a close still in flight
+
+
+def test_a_1_gb_download_keeps_memory_flat_and_other_clients_served(tmp_path: Path) -> None:
+    """A sparse 1 GiB file streamed to a client that reads slowly, while others are served."""
+    if not os.path.exists("/proc/self/statm"):
+        pytest.skip("needs /proc to measure memory")
+    size = 1024 * MIB
+    with (tmp_path / "huge.bin").open("wb") as f:
+        f.truncate(size)  # sparse: no disk space used
+    write(tmp_path / "small.txt", b"small", mtime=OLD_MTIME_S)
+    with serve(DirServer(tmp_path), config=ServerConfig(workers=1)) as srv, PeakRss() as rss:
+        received = [0]
+
+        def slow_download() -> None:
+            with socket.create_connection(("127.0.0.1", srv.port), timeout=TIMEOUT_S) as sock:
+                sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 256 * 1024)
+                sock.sendall(b"GET /huge.bin HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+                while data := sock.recv(4 * MIB):
+                    received[0] += len(data)
+
+        downloader = threading.Thread(target=slow_download)
+        downloader.start()
+        latencies: list[float] = []
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT_S)
+        while downloader.is_alive() and len(latencies) < 2000:
+            started = time.perf_counter()
+            conn.request("GET", "/small.txt")
+            assert conn.getresponse().read() == b"small"
+            latencies.append(time.perf_counter() - started)
+        conn.close()
+        downloader.join(120)
+    assert not downloader.is_alive()
+    head_bytes = received[0] - size
+    assert 0 < head_bytes < 1024, "the whole file (and its head) arrived"
+    assert len(latencies) >= 20, "other clients were served during the download"
+    latencies.sort()
+    median_ms = latencies[len(latencies) // 2] * 1000
+    growth_mib = (rss.peak - rss.start) / MIB
+    print(f"1 GiB download: {len(latencies)} requests served meanwhile, median {median_ms:.2f} ms")
+    print(f"peak RSS growth {growth_mib:.1f} MiB")
+    assert latencies[len(latencies) // 2] < 0.05
+    assert rss.peak - rss.start < 50 * MIB
