@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import os
 import re
-import signal
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -33,9 +32,9 @@ from peregrine_core.testing import serve
 from peregrine_examples import dirserver, fileserver
 from peregrine_static import DirServer, FileServer
 
-CHROMIUM = "/usr/bin/chromium"
+from examples_support import CHROMIUM, CHROMIUM_FLAGS, KILL_TIMEOUT, kill_group
+
 CHROMIUM_TIMEOUT = 60.0
-KILL_TIMEOUT = 10.0
 
 pytestmark = pytest.mark.skipif(
     not os.access(CHROMIUM, os.X_OK),
@@ -129,33 +128,11 @@ class PageLoad:
         return re.findall(r':CONSOLE[^\]]*\] "(.*)", source: ', self.log)
 
 
-def _kill_group(proc: subprocess.Popen[str]) -> None:
-    """Kill Chromium and every helper process it started (its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # the whole group is already gone
-    proc.wait(KILL_TIMEOUT)
-
-
 def load(url: str, profile: Path) -> PageLoad:
     """Load ``url`` in headless Chromium with the profile ``profile`` and return the DOM."""
     argv = [
         CHROMIUM,
-        "--headless",
-        "--no-sandbox",  # tests may run as root, where Chromium's sandbox refuses to start
-        "--disable-gpu",
-        "--disable-dev-shm-usage",
-        "--disable-quic",
-        "--no-first-run",
-        "--no-default-browser-check",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        "--disable-extensions",
-        "--no-proxy-server",
-        "--enable-logging=stderr",
-        "--v=0",
+        *CHROMIUM_FLAGS,
         f"--user-data-dir={profile}",
         "--dump-dom",
         url,
@@ -174,13 +151,13 @@ def load(url: str, profile: Path) -> PageLoad:
         try:
             dom, log = proc.communicate(timeout=CHROMIUM_TIMEOUT)
         except subprocess.TimeoutExpired:
-            _kill_group(proc)
+            kill_group(proc)
             dom, log = proc.communicate(timeout=KILL_TIMEOUT)
             pytest.fail(
                 f"Chromium did not finish within {CHROMIUM_TIMEOUT} s loading {url}; log: {log[-3000:]}"
             )
     finally:
-        _kill_group(proc)
+        kill_group(proc)
     assert proc.returncode == 0, f"Chromium exited with {proc.returncode}; log: {log[-3000:]}"
     return PageLoad(dom, log)
 

@@ -3,13 +3,8 @@
 from __future__ import annotations
 
 import http.client
-import os
-import shutil
-import signal
 import socket
-import subprocess
 import sys
-import sysconfig
 import time
 
 import pytest
@@ -19,14 +14,7 @@ from peregrine_core.testing import serve
 from peregrine_examples.basic import Basic
 from peregrine_examples.counter import Counter
 
-TIMEOUT = 10.0
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+from examples_support import TIMEOUT, console_script, free_port, start, stop
 
 
 def _get(port: int, path: str = "/") -> tuple[int, bytes]:
@@ -37,23 +25,6 @@ def _get(port: int, path: str = "/") -> tuple[int, bytes]:
         return resp.status, resp.read()
     finally:
         conn.close()
-
-
-def _run(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # "listening on HOST:PORT", printed once bound
-    return proc, line.strip()
-
-
-def _stop(proc: subprocess.Popen[str]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.communicate(timeout=TIMEOUT)  # also closes the pipes
-    finally:
-        proc.kill()
-        proc.wait()
-    return proc.returncode
 
 
 def test_counter_counts_from_zero() -> None:
@@ -95,8 +66,8 @@ def test_counter_under_concurrent_keep_alive_clients_loses_and_doubles_nothing()
 
 @pytest.mark.parametrize("name", ["counter", "basic"])
 def test_example_runs_as_a_module_and_prints_where_it_listens(name: str) -> None:
-    port = _free_port()
-    proc, line = _run(
+    port = free_port()
+    proc, line = start(
         [sys.executable, "-m", f"peregrine_examples.{name}", "--host", "127.0.0.1", "--port", str(port)]
     )
     try:
@@ -104,22 +75,19 @@ def test_example_runs_as_a_module_and_prints_where_it_listens(name: str) -> None
         status, body = _get(port)
         assert status == 200 and body in (b"counter=0\n", b"Kawww\n")
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc)[0] == 0
 
 
 @pytest.mark.parametrize("name", ["counter", "basic"])
 def test_example_runs_as_a_console_script(name: str) -> None:
-    script = shutil.which(
-        f"peregrine-{name}", path=sysconfig.get_path("scripts") + os.pathsep + os.environ["PATH"]
-    )
-    assert script is not None, f"console script peregrine-{name} is not installed"
-    port = _free_port()
-    proc, line = _run([script, "--host", "127.0.0.1", "--port", str(port)])
+    script = console_script(f"peregrine-{name}")
+    port = free_port()
+    proc, line = start([script, "--host", "127.0.0.1", "--port", str(port)])
     try:
         assert line == f"listening on 127.0.0.1:{port}"
         assert _get(port)[0] == 200
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc)[0] == 0
 
 
 def test_counter_defaults_to_port_3000_on_all_interfaces() -> None:
@@ -128,7 +96,7 @@ def test_counter_defaults_to_port_3000_on_all_interfaces() -> None:
             probe.bind(("0.0.0.0", 3000))
         except OSError:
             pytest.skip("port 3000 is in use on this machine")
-    proc, line = _run([sys.executable, "-m", "peregrine_examples.counter"])
+    proc, line = start([sys.executable, "-m", "peregrine_examples.counter"])
     try:
         assert line == "listening on 0.0.0.0:3000"
         deadline = time.monotonic() + TIMEOUT
@@ -139,4 +107,4 @@ def test_counter_defaults_to_port_3000_on_all_interfaces() -> None:
             except ConnectionRefusedError:
                 time.sleep(0.05)
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc)[0] == 0

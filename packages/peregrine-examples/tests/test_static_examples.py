@@ -4,15 +4,9 @@ both examples running as modules and as console scripts from any current directo
 from __future__ import annotations
 
 import http.client
-import os
-import queue
 import re
-import shutil
-import signal
 import subprocess
 import sys
-import sysconfig
-import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,7 +16,7 @@ from peregrine_core import Server
 from peregrine_core.testing import serve
 from peregrine_examples import dirserver, fileserver
 
-TIMEOUT = 10.0
+from examples_support import TIMEOUT, console_script, start, stop
 
 HTML = "text/html; charset=utf-8"
 CSS = "text/css; charset=utf-8"
@@ -187,30 +181,6 @@ def test_fileserver_refuses_other_methods_with_405(file_srv: Server) -> None:
 # --- running the examples -----------------------------------------------------------------
 
 
-def _start(argv: list[str], cwd: Path) -> tuple[subprocess.Popen[str], str]:
-    """Start an example and return it with its first line of output (read with a timeout)."""
-    proc = subprocess.Popen(argv, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    stdout = proc.stdout
-    assert stdout is not None
-    lines: queue.SimpleQueue[str] = queue.SimpleQueue()
-    threading.Thread(target=lambda: lines.put(stdout.readline()), daemon=True).start()
-    try:
-        return proc, lines.get(timeout=TIMEOUT).strip()
-    except queue.Empty:
-        _stop(proc)
-        pytest.fail(f"{argv} printed nothing within {TIMEOUT} s")
-
-
-def _stop(proc: subprocess.Popen[str]) -> int:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        proc.communicate(timeout=TIMEOUT)  # also closes the pipes
-    finally:
-        proc.kill()
-        proc.wait()
-    return proc.returncode
-
-
 def _listening_port(line: str) -> int:
     match = re.fullmatch(r"listening on 127\.0\.0\.1:(\d+)", line)
     assert match is not None, f"unexpected first line: {line!r}"
@@ -240,24 +210,21 @@ CHECKS = {"dirserver": _check_dirserver, "fileserver": _check_fileserver}
 def test_static_example_runs_as_a_module_from_any_directory(name: str, tmp_path: Path) -> None:
     # The current directory holds nothing of the example: its files come from the package.
     argv = [sys.executable, "-m", f"peregrine_examples.{name}", "--host", "127.0.0.1", "--port", "0"]
-    proc, line = _start([*argv, "--workers", "2"], cwd=tmp_path)
+    proc, line = start([*argv, "--workers", "2"], cwd=tmp_path)
     try:
         CHECKS[name](_listening_port(line))
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc)[0] == 0
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))
 def test_static_example_runs_as_a_console_script(name: str, tmp_path: Path) -> None:
-    script = shutil.which(
-        f"peregrine-{name}", path=sysconfig.get_path("scripts") + os.pathsep + os.environ["PATH"]
-    )
-    assert script is not None, f"console script peregrine-{name} is not installed"
-    proc, line = _start([script, "--host", "127.0.0.1", "--port", "0"], cwd=tmp_path)
+    script = console_script(f"peregrine-{name}")
+    proc, line = start([script, "--host", "127.0.0.1", "--port", "0"], cwd=tmp_path)
     try:
         CHECKS[name](_listening_port(line))
     finally:
-        assert _stop(proc) == 0
+        assert stop(proc)[0] == 0
 
 
 @pytest.mark.parametrize("name", sorted(CHECKS))

@@ -20,7 +20,6 @@ from __future__ import annotations
 import http.client
 import json
 import os
-import signal
 import subprocess
 import threading
 import time
@@ -35,10 +34,10 @@ from peregrine_core.testing import serve
 from peregrine_examples.websocket import WebSocketExample
 from peregrine_ws import WebSocketConnection
 
-CHROMIUM = "/usr/bin/chromium"
+from examples_support import CHROMIUM, CHROMIUM_FLAGS, KILL_TIMEOUT, kill_group
+
 START_TIMEOUT = 30.0  # Chromium writing DevToolsActivePort
 PAGE_TIMEOUT = 45.0  # the page's whole exchange, about 11 s
-KILL_TIMEOUT = 10.0
 POLL_INTERVAL = 0.2
 
 pytestmark = pytest.mark.skipif(
@@ -86,15 +85,6 @@ class RecordingExample(WebSocketExample):
         self.disconnected.set()
 
 
-def _kill_group(proc: subprocess.Popen[bytes]) -> None:
-    """Kill Chromium and every helper process it started (its own process group)."""
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except (ProcessLookupError, PermissionError):
-        pass  # the whole group is already gone
-    proc.wait(KILL_TIMEOUT)
-
-
 @pytest.fixture
 def chromium_for(tmp_path: Path) -> Iterator[Any]:
     """Yields ``start(url) -> (devtools port, log path)``; kills every Chromium it started."""
@@ -105,24 +95,11 @@ def chromium_for(tmp_path: Path) -> Iterator[Any]:
     def start(url: str) -> tuple[int, Path]:
         argv = [
             CHROMIUM,
-            "--headless",
-            "--no-sandbox",  # tests may run as root, where Chromium's sandbox refuses to start
-            "--disable-gpu",
-            "--disable-dev-shm-usage",
-            "--disable-quic",
-            "--no-first-run",
-            "--no-default-browser-check",
-            "--disable-background-networking",
+            *CHROMIUM_FLAGS,
             "--disable-background-timer-throttling",
             "--disable-renderer-backgrounding",
-            "--disable-component-update",
-            "--disable-sync",
-            "--disable-extensions",
-            "--no-proxy-server",
             "--remote-debugging-address=127.0.0.1",
             "--remote-debugging-port=0",
-            "--enable-logging=stderr",
-            "--v=0",
             f"--user-data-dir={profile}",
             url,
         ]
@@ -152,7 +129,7 @@ def chromium_for(tmp_path: Path) -> Iterator[Any]:
         yield start
     finally:
         for proc in procs:
-            _kill_group(proc)
+            kill_group(proc)
 
 
 def _page_websocket_url(devtools_port: int, page_url: str) -> str:

@@ -11,13 +11,9 @@ import base64
 import http.client
 import logging
 import os
-import shutil
-import signal
 import socket
 import struct
-import subprocess
 import sys
-import sysconfig
 import time
 from collections.abc import Callable, Iterator
 
@@ -32,8 +28,7 @@ from peregrine_examples.echo import Echo
 from peregrine_examples.websocket import WebSocketExample
 from peregrine_ws import WebSocketConnection
 
-TIMEOUT = 10.0
-
+from examples_support import TIMEOUT, console_script, free_port, start, stop
 
 # --- helpers ----------------------------------------------------------------------------
 
@@ -68,30 +63,6 @@ def _wait_for(condition: Callable[[], bool], what: str) -> None:
         if time.monotonic() > deadline:
             pytest.fail(f"timed out waiting for {what}")
         time.sleep(0.01)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
-def _run(argv: list[str]) -> tuple[subprocess.Popen[str], str]:
-    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()  # "listening on HOST:PORT", printed once bound
-    return proc, line.strip()
-
-
-def _stop(proc: subprocess.Popen[str]) -> tuple[int, str]:
-    proc.send_signal(signal.SIGTERM)
-    try:
-        _, err = proc.communicate(timeout=TIMEOUT)  # also closes the pipes
-    finally:
-        proc.kill()
-        proc.wait()
-    return proc.returncode, err
 
 
 def _raw_upgrade(port: int, path: str = "/") -> socket.socket:
@@ -339,30 +310,27 @@ def _exchange(name: str, port: int) -> None:
 
 @pytest.mark.parametrize("name", ["websocket", "echo"])
 def test_ws_example_runs_as_a_module_and_prints_where_it_listens(name: str) -> None:
-    port = _free_port()
-    proc, line = _run(
+    port = free_port()
+    proc, line = start(
         [sys.executable, "-m", f"peregrine_examples.{name}", "--host", "127.0.0.1", "--port", str(port)]
     )
     try:
         assert line == f"listening on 127.0.0.1:{port}"
         _exchange(name, port)
     finally:
-        code, log = _stop(proc)
+        code, log = stop(proc)
     assert code == 0, log
     assert "WebSocket connected: " in log and "WebSocket disconnected: " in log
 
 
 @pytest.mark.parametrize("name", ["websocket", "echo"])
 def test_ws_example_runs_as_a_console_script(name: str) -> None:
-    script = shutil.which(
-        f"peregrine-{name}", path=sysconfig.get_path("scripts") + os.pathsep + os.environ["PATH"]
-    )
-    assert script is not None, f"console script peregrine-{name} is not installed"
-    port = _free_port()
-    proc, line = _run([script, "--host", "127.0.0.1", "--port", str(port)])
+    script = console_script(f"peregrine-{name}")
+    port = free_port()
+    proc, line = start([script, "--host", "127.0.0.1", "--port", str(port)])
     try:
         assert line == f"listening on 127.0.0.1:{port}"
         _exchange(name, port)
     finally:
-        code, log = _stop(proc)
+        code, log = stop(proc)
     assert code == 0, log
