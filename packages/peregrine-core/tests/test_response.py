@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from peregrine_core import LocalProtocolError, Response, Status
+from peregrine_core import HeaderBlock, LocalProtocolError, Response, Status
 
 
 @pytest.mark.parametrize(
@@ -108,3 +108,20 @@ def test_upgrade_sets_101_and_drops_the_body() -> None:
     assert (resp.status, resp.upgrade_protocol, resp.body) == (101, "websocket", b"")
     with pytest.raises(LocalProtocolError):
         resp.upgrade("web socket")
+
+
+def test_a_header_block_is_checked_once_and_added_in_order() -> None:
+    block = HeaderBlock([("Content-Type", "text/plain"), ("ETag", '"x"'), ("Date", "Mon"), ("X-N", 3)])
+    assert block.fields == [("Content-Type", "text/plain"), ("ETag", '"x"'), ("Date", "Mon"), ("X-N", "3")]
+    resp = Response()
+    resp.add_header("First", "1")
+    resp.add_headers(block)
+    resp.add_header("Last", "2")
+    assert [name for name, _ in resp.headers] == ["First", "Content-Type", "ETag", "Date", "X-N", "Last"]
+    assert resp._has_date  # the server will not add a second Date
+
+
+@pytest.mark.parametrize("fields", [[("X-A", "a\r\nb")], [("Content-Length", "1")], [("Bad Name", "v")]])
+def test_a_header_block_refuses_what_add_header_refuses(fields: list[tuple[str, str]]) -> None:
+    with pytest.raises(LocalProtocolError):
+        HeaderBlock(fields)

@@ -25,7 +25,7 @@ from ._errors import (
 )
 from ._handler import Handler
 from ._request import Request
-from ._response import FileBody, Response
+from ._response import FileBody, HeaderBlock, Response
 from ._server import Server
 from ._status import Status
 
@@ -33,6 +33,7 @@ __all__ = [
     "ConfigError",
     "FileBody",
     "Handler",
+    "HeaderBlock",
     "LocalProtocolError",
     "PeregrineError",
     "PluginError",

@@ -14,11 +14,12 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterable
 from typing import Final, Protocol
 
 from ._errors import LocalProtocolError
 
-__all__ = ["FileBody", "Response"]
+__all__ = ["FileBody", "HeaderBlock", "Response"]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
@@ -43,6 +44,35 @@ class FileBody:
         self.file = file
         self.offset = offset
         self.count = count
+
+
+class HeaderBlock:
+    """Header fields checked once, to be added to many responses with
+    :meth:`Response.add_headers`.
+
+    Every field goes through the same checks as :meth:`Response.add_header` when the block
+    is built; adding the block to a response then costs a list extension. Useful where the
+    same fields recur, such as a static file's ``Content-Type``, ``ETag`` and
+    ``Last-Modified``.
+
+    Raises:
+        LocalProtocolError: a field that :meth:`Response.add_header` would refuse.
+    """
+
+    __slots__ = ("_has_date", "_has_upgrade", "_lines")
+
+    def __init__(self, fields: Iterable[tuple[str, str | int]]) -> None:
+        checked = Response()
+        for name, value in fields:
+            checked.add_header(name, value)
+        self._lines = tuple(checked._lines)
+        self._has_date = checked._has_date
+        self._has_upgrade = checked._has_upgrade
+
+    @property
+    def fields(self) -> list[tuple[str, str]]:
+        """The fields as ``(name, value)`` pairs, in order."""
+        return [(n, v[:-2]) for n, _, v in (line.partition(": ") for line in self._lines)]
 
 
 class Response:
@@ -137,6 +167,12 @@ class Response:
             # option": the server adds it to its Connection header.
             self._has_upgrade = True
         self._lines.append(f"{name}: {value}\r\n")
+
+    def add_headers(self, block: HeaderBlock) -> None:
+        """Append every field of a :class:`HeaderBlock` (checked when it was built)."""
+        self._lines.extend(block._lines)
+        self._has_date = self._has_date or block._has_date
+        self._has_upgrade = self._has_upgrade or block._has_upgrade
 
     def set_header(self, name: str, value: str | int) -> None:
         """Replace every field called ``name`` (any case) with one field, or add it."""

@@ -24,7 +24,7 @@ import time
 from functools import lru_cache
 from typing import Final
 
-from peregrine_core import Request, Response
+from peregrine_core import HeaderBlock, Request, Response
 
 from ._cache import FileCache, fingerprint
 from ._http import (
@@ -108,6 +108,30 @@ def _read(fd: int, size: int) -> bytes:
             remaining -= len(chunk)
         data = b"".join(parts)
     return data
+
+
+@lru_cache(maxsize=4096)
+def _representation_headers(
+    content_type: str,
+    encoding: str | None,
+    etag: str,
+    last_modified: int,
+    cache_control: str | None,
+    vary: bool,
+) -> HeaderBlock:
+    """The fields of a 200 or 206 for one version of a file, checked once per version."""
+    fields = [("Content-Type", content_type)]
+    if encoding is not None:
+        fields.append(("Content-Encoding", encoding))
+    fields.append(("ETag", etag))
+    fields.append(("Last-Modified", _last_modified(last_modified)))
+    # RFC 9110 §14.3: "A server that supports range requests MAY send Accept-Ranges: bytes".
+    fields.append(("Accept-Ranges", "bytes"))
+    if cache_control is not None:
+        fields.append(("Cache-Control", cache_control))
+    if vary:
+        fields.append(("Vary", "Accept-Encoding"))
+    return HeaderBlock(fields)
 
 
 class FileResponder:
@@ -223,19 +247,13 @@ class FileResponder:
                         partial = True
 
             resp.status = 206 if partial else 200
-            add = resp.add_header
-            add("Content-Type", content_type)
-            if encoding is not None:
-                add("Content-Encoding", encoding)
-            add("ETag", etag)
-            add("Last-Modified", _last_modified(last_modified))
-            # §14.3: "A server that supports range requests MAY send Accept-Ranges: bytes".
-            add("Accept-Ranges", "bytes")
-            self._add_caching(resp, vary)
+            resp.add_headers(
+                _representation_headers(content_type, encoding, etag, last_modified, self.cache_control, vary)
+            )
             if partial:
                 # §14.4: Content-Range = range-unit SP ( range-resp / unsatisfied-range );
                 # range-resp = incl-range "/" ( complete-length / "*" )
-                add("Content-Range", f"bytes {start}-{end}/{size}")
+                resp.add_header("Content-Range", f"bytes {start}-{end}/{size}")
             if data is not None:
                 resp.set_body(memoryview(data)[start : end + 1] if partial else data)
             else:
