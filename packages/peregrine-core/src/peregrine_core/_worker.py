@@ -131,10 +131,6 @@ class Worker:
 
     # --- called from other threads -------------------------------------------------------
 
-    @property
-    def connection_count(self) -> int:
-        return len(self._conns) + len(self._inbox)
-
     def start(self) -> None:
         self._thread.start()
 
