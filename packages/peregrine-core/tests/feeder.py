@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from peregrine_core import RemoteProtocolError
 from peregrine_core._chunked import ChunkedReader
-from peregrine_core._h1 import Head, Limits, parse_head
+from peregrine_core._h1 import Head, HeadMemo, Limits, parse_head
 
 __all__ = ["Feeder"]
 
@@ -12,8 +12,9 @@ __all__ = ["Feeder"]
 class Feeder:
     """Feeds reads to the codec the way ``Worker._process`` does."""
 
-    def __init__(self, limits: Limits) -> None:
+    def __init__(self, limits: Limits, memo: HeadMemo | None = None) -> None:
         self.limits = limits
+        self.memo = memo
         self.buf = b""
         self.head: Head | None = None
         self.reader: ChunkedReader | None = None
@@ -44,7 +45,7 @@ class Feeder:
                     pos += head.content_length
                 self.head = None
             else:
-                head = parse_head(buf, pos, limits)
+                head = parse_head(buf, pos, limits, None, self.memo)
                 if head is None:
                     break
                 pos = head.end

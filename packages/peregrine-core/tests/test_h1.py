@@ -27,7 +27,7 @@ import pytest
 
 from peregrine_core import RemoteProtocolError
 from peregrine_core._chunked import ChunkedReader
-from peregrine_core._h1 import Head, Limits, parse_head
+from peregrine_core._h1 import MEMO_ENTRIES, MEMO_SECTION_BYTES, Head, HeadMemo, Limits, parse_head
 
 from feeder import Feeder
 
@@ -64,8 +64,8 @@ class Outcome:
     messages: list[str] = field(default_factory=list)
 
 
-def run(pieces: Sequence[bytes], limits: Limits) -> Outcome:
-    feeder = Feeder(limits)
+def run(pieces: Sequence[bytes], limits: Limits, memo: HeadMemo | None = None) -> Outcome:
+    feeder = Feeder(limits, memo)
     try:
         for piece in pieces:
             feeder.feed(piece)
@@ -113,6 +113,25 @@ def load_corpus(kind: str) -> list[Case]:
 VALID = load_corpus("valid")
 INVALID = load_corpus("invalid")
 
+# One HeadMemo per set of limits, shared by every corpus case run with a memo: heads accepted
+# in one case are remembered when the next case (valid or not) is parsed.
+_MEMOS: dict[str, HeadMemo] = {}
+
+
+def corpus_memo(case: Case) -> HeadMemo:
+    key = json.dumps(case.meta.get("limits", {}), sort_keys=True)
+    memo = _MEMOS.get(key)
+    if memo is None:
+        memo = _MEMOS[key] = HeadMemo(case.limits)
+    return memo
+
+
+def corpus_run(case: Case, pieces: Sequence[bytes], with_memo: bool) -> Outcome:
+    if with_memo:
+        memo = corpus_memo(case)
+        return run(pieces, memo.limits, memo)
+    return run(pieces, case.limits)
+
 
 def check_request(head: Head, expected: dict[str, Any]) -> None:
     req = head.request
@@ -136,10 +155,11 @@ def test_corpus_is_there_and_well_formed() -> None:
         assert case.meta["status"] in (None, 400, 413, 414, 417, 431, 501, 505), case.name
 
 
+@pytest.mark.parametrize("with_memo", [False, True], ids=["parsed", "memo"])
 @pytest.mark.parametrize("case", VALID, ids=[c.name for c in VALID])
-def test_valid_request_parses_identically_however_it_is_split(case: Case) -> None:
+def test_valid_request_parses_identically_however_it_is_split(case: Case, with_memo: bool) -> None:
     for how, pieces in splits(case.data, case.name):
-        outcome = run(pieces, case.limits)
+        outcome = corpus_run(case, pieces, with_memo)
         assert outcome.status is None, (how, outcome.messages)
         assert not outcome.pending, how
         assert outcome.rest == case.meta.get("rest", "").encode("latin-1"), how
@@ -148,11 +168,12 @@ def test_valid_request_parses_identically_however_it_is_split(case: Case) -> Non
             check_request(head, expected)
 
 
+@pytest.mark.parametrize("with_memo", [False, True], ids=["parsed", "memo"])
 @pytest.mark.parametrize("case", INVALID, ids=[c.name for c in INVALID])
-def test_invalid_request_gets_the_same_status_however_it_is_split(case: Case) -> None:
+def test_invalid_request_gets_the_same_status_however_it_is_split(case: Case, with_memo: bool) -> None:
     expected_requests = case.meta.get("requests", [])
     for how, pieces in splits(case.data, case.name):
-        outcome = run(pieces, case.limits)
+        outcome = corpus_run(case, pieces, with_memo)
         assert outcome.status == case.meta["status"], (how, outcome.messages)
         if case.meta["status"] is None:
             assert outcome.pending, how  # EOF inside a request: never a complete request
@@ -160,6 +181,87 @@ def test_invalid_request_gets_the_same_status_however_it_is_split(case: Case) ->
         assert len(outcome.requests) == len(expected_requests), how
         for head, expected in zip(outcome.requests, expected_requests, strict=True):
             check_request(head, expected)
+
+
+def test_the_memo_answers_exactly_as_parsing_does_once_the_corpus_primed_it() -> None:
+    """Every valid case is remembered, then every case is answered from a primed memo."""
+    for case in VALID:
+        corpus_run(case, [case.data], True)
+    for case in VALID + INVALID:
+        for pieces in ([case.data], [case.data[i : i + 1] for i in range(len(case.data))]):
+            parsed = corpus_run(case, pieces, False)
+            memoized = corpus_run(case, pieces, True)
+            assert memoized.status == parsed.status, case.name
+            assert memoized.rest == parsed.rest, case.name
+            assert [vars_of(h) for h in memoized.requests] == [vars_of(h) for h in parsed.requests]
+
+
+def vars_of(head: Head) -> tuple[object, ...]:
+    req = head.request
+    return (
+        req.method,
+        req.target,
+        req.version,
+        req.headers,
+        req.body,
+        head.end,
+        head.content_length,
+        head.chunked,
+        head.keep_alive,
+        head.expect_continue,
+        head.upgrade,
+    )
+
+
+def test_a_remembered_head_gives_a_new_request_each_time() -> None:
+    limits = Limits()
+    memo = HeadMemo(limits)
+    data = b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
+    first = parse_head(data, 0, limits, ("127.0.0.1", 1), memo)
+    assert first is not None and len(memo.lines) == 1 and len(memo.sections) == 1
+    first.request.headers.append(("X-Added", "by a handler"))
+    first.request.body = b"changed"
+    second = parse_head(b"xx" + data, 2, limits, ("127.0.0.1", 2), memo)
+    assert second is not None and second.request is not first.request
+    assert second.request.headers == [("Host", "x"), ("Accept", "*/*")]
+    assert second.request.body == b""
+    assert second.request.remote_addr == ("127.0.0.1", 2)
+    assert second.end == len(data) + 2
+    assert (second.request.method, second.request.target, second.request.path) == ("GET", "/a?b", "/a")
+
+
+def test_the_memo_keys_on_the_version_so_a_field_valid_in_1_1_is_still_refused_in_1_0() -> None:
+    limits = Limits()
+    memo = HeadMemo(limits)
+    section = b"Host: x\r\nTransfer-Encoding: chunked\r\n\r\n"
+    head = parse_head(b"POST / HTTP/1.1\r\n" + section, 0, limits, None, memo)
+    assert head is not None and head.chunked
+    parse_head(b"POST / HTTP/1.0\r\nHost: x\r\n\r\n", 0, limits, None, memo)  # line known
+    with pytest.raises(RemoteProtocolError, match=r"HTTP/1\.0"):
+        parse_head(b"POST / HTTP/1.0\r\n" + section, 0, limits, None, memo)
+
+
+def test_the_memo_never_keeps_a_refused_head_and_stays_bounded() -> None:
+    limits = Limits()
+    memo = HeadMemo(limits)
+    for _ in range(2):
+        with pytest.raises(RemoteProtocolError):
+            parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 0, limits, None, memo)
+    assert b"Host: x\r\nHost: y\r\n" not in {key for _, key in memo.sections}
+    for i in range(3 * MEMO_ENTRIES):
+        assert parse_head(b"GET /%d HTTP/1.1\r\nHost: h%d\r\n\r\n" % (i, i), 0, limits, None, memo)
+    assert len(memo.lines) == MEMO_ENTRIES and len(memo.sections) == MEMO_ENTRIES
+    assert b"GET /%d HTTP/1.1" % (3 * MEMO_ENTRIES - 1) in memo.lines  # the newest kept
+    assert b"GET /0 HTTP/1.1" not in memo.lines  # the oldest dropped
+    big = b"X-Big: " + b"v" * MEMO_SECTION_BYTES + b"\r\n"
+    assert parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n", 0, limits, None, memo)
+    assert all(len(key) <= MEMO_SECTION_BYTES for _, key in memo.sections)
+
+
+def test_a_memo_is_only_used_with_its_own_limits() -> None:
+    memo = HeadMemo(Limits())
+    with pytest.raises(ValueError, match="Limits"):
+        parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n\r\n", 0, Limits(), None, memo)
 
 
 def test_corpus_file_decoding_is_exact() -> None:

@@ -36,7 +36,7 @@ def test_headers_with_control_characters_or_bad_names_are_refused(name: str, val
 
 
 @pytest.mark.parametrize(
-    "name", ["Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "Upgrade"]
+    "name", ["Content-Length", "transfer-encoding", "Connection", "Keep-Alive", "keep-alive"]
 )
 def test_framing_headers_belong_to_the_server(name: str) -> None:
     with pytest.raises(LocalProtocolError, match="set by the server"):
@@ -125,3 +125,32 @@ def test_a_header_block_is_checked_once_and_added_in_order() -> None:
 def test_a_header_block_refuses_what_add_header_refuses(fields: list[tuple[str, str]]) -> None:
     with pytest.raises(LocalProtocolError):
         HeaderBlock(fields)
+
+
+def test_repeated_headers_come_from_the_checked_cache_with_their_flags() -> None:
+    for _ in range(3):
+        resp = Response()
+        resp.add_header("Content-Type", "text/plain")
+        resp.add_header("Date", "Sun, 06 Nov 1994 08:49:37 GMT")
+        resp.add_header("Upgrade", "websocket")
+        assert resp.headers == [
+            ("Content-Type", "text/plain"),
+            ("Date", "Sun, 06 Nov 1994 08:49:37 GMT"),
+            ("Upgrade", "websocket"),
+        ]
+        assert resp._has_date and resp._has_upgrade
+    # A value seen and accepted before does not let a different, bad one through.
+    with pytest.raises(LocalProtocolError):
+        Response().add_header("Content-Type", "text/plain\r\nX-Injected: 1")
+    with pytest.raises(LocalProtocolError):
+        Response().add_header("Content-Type", ["text/plain"])  # type: ignore[arg-type]
+
+
+def test_the_checked_header_cache_stays_bounded() -> None:
+    from peregrine_core import _response
+
+    for i in range(5 * _response._CHECKED_MAX_ENTRIES):
+        Response().add_header("ETag", f'"{i}"')
+    assert 0 < len(_response._CHECKED) <= _response._CHECKED_MAX_ENTRIES
+    Response().add_header("X-Long", "v" * 600)
+    assert all(len(line) <= _response._CHECKED_MAX_CHARS for line in _response._CHECKED.values())

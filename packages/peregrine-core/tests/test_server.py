@@ -203,6 +203,31 @@ def test_response_splitting_through_a_header_value_is_impossible() -> None:
         assert reply.header("set-cookie") is None
 
 
+@pytest.mark.parametrize(
+    ("version", "extra", "connection"),
+    [
+        (b"HTTP/1.1", b"", "Upgrade, keep-alive"),
+        (b"HTTP/1.1", b"Connection: close\r\n", "Upgrade, close"),
+        (b"HTTP/1.0", b"", "Upgrade, close"),
+    ],
+)
+def test_an_upgrade_header_added_by_a_handler_is_listed_in_connection(
+    version: bytes, extra: bytes, connection: str
+) -> None:
+    class UpgradeRequired:
+        def handle_request(self, req: Request, resp: Response) -> None:
+            resp.status = 426
+            resp.add_header("Upgrade", "websocket")
+            resp.set_body(b"use websocket\n")
+
+    with serve(UpgradeRequired()) as srv:
+        reply, closed = exchange(srv.port, b"GET / %s\r\nHost: x\r\n%s\r\n" % (version, extra))
+        assert reply.status == 426 and reply.body == b"use websocket\n"
+        assert reply.header("upgrade") == "websocket"
+        assert reply.header("connection") == connection
+        assert closed == connection.endswith("close")
+
+
 @pytest.mark.parametrize("status", [204, 304])
 def test_204_and_304_have_no_body_and_no_content_length(server: Server, status: int) -> None:
     with connect(server.port) as sock:

@@ -153,6 +153,8 @@ def test_declined_upgrade_body_is_never_parsed_as_a_request() -> None:
         head = read_head(sock)
         assert head.startswith(b"HTTP/1.1 426 ")
         assert b"\r\nsec-websocket-version: 13\r\n" in head.lower()
+        assert b"\r\nupgrade: websocket\r\n" in head.lower()
+        assert b"\r\nconnection: upgrade, keep-alive\r\n" in head.lower()
         read_body(sock, head)
         sock.sendall(b"GET /next HTTP/1.1\r\nHost: x\r\n\r\n")
         head = read_head(sock)

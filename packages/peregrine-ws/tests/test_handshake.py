@@ -109,6 +109,7 @@ def test_two_keys_get_400() -> None:
 def test_unsupported_version_gets_426_naming_version_13(version: str) -> None:
     resp = refused(ws_request(("Sec-WebSocket-Version", version)), 426)
     assert resp.get_header("Sec-WebSocket-Version") == "13"
+    assert resp.get_header("Upgrade") == "websocket"
 
 
 def test_missing_version_gets_426() -> None:

@@ -58,7 +58,7 @@ from typing import Final
 from ._errors import RemoteProtocolError
 from ._request import Request
 
-__all__ = ["Head", "Limits", "parse_head"]
+__all__ = ["Head", "HeadMemo", "Limits", "parse_head"]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _TOKEN_BYTES: Final = rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+"
@@ -121,6 +121,56 @@ class Limits:
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
         self.max_body_bytes = max_body_bytes
+
+
+_Fields = tuple[tuple[tuple[str, str], ...], int, bool, bool, bool, bool]
+MEMO_ENTRIES: Final = 128
+MEMO_LINE_BYTES: Final = 1024
+MEMO_SECTION_BYTES: Final = 2048
+
+
+class HeadMemo:
+    """The request lines and field sections a worker has accepted lately, with what they
+    parsed to, so that a head seen again (a keep-alive client's next request, a health
+    check) skips validation.
+
+    Parsing is a pure function of the bytes and the :class:`Limits`, so a memo is only ever
+    used with the one ``Limits`` object it was created for. Only accepted input is kept,
+    never an error; keys are the exact bytes. Bounded: at most :data:`MEMO_ENTRIES` request
+    lines of up to :data:`MEMO_LINE_BYTES` and as many field sections of up to
+    :data:`MEMO_SECTION_BYTES`, the oldest dropped first (about 1 MiB at worst).
+    """
+
+    __slots__ = ("limits", "lines", "sections")
+
+    def __init__(self, limits: Limits) -> None:
+        self.limits = limits
+        # request line -> (method, target, version)
+        self.lines: dict[bytes, tuple[str, str, str]] = {}
+        # (HTTP/1.1?, field lines each with its CRLF) -> (headers, content_length, chunked,
+        # keep_alive, expect_continue, upgrade): everything else a head is made of.
+        self.sections: dict[tuple[bool, bytes], _Fields] = {}
+
+    def _remember(self, buf: bytes, start: int, line_len: int, end: int, head: Head) -> None:
+        if line_len <= MEMO_LINE_BYTES:
+            lines = self.lines
+            if len(lines) >= MEMO_ENTRIES:
+                del lines[next(iter(lines))]
+            req = head.request
+            lines[buf[start : start + line_len]] = (req.method, req.target, req.version)
+        section_start = start + line_len + 2
+        if end + 2 - section_start <= MEMO_SECTION_BYTES:
+            sections = self.sections
+            if len(sections) >= MEMO_ENTRIES:
+                del sections[next(iter(sections))]
+            sections[(head.request.version == "HTTP/1.1", buf[section_start : end + 2])] = (
+                tuple(head.request.headers),
+                head.content_length,
+                head.chunked,
+                head.keep_alive,
+                head.expect_continue,
+                head.upgrade,
+            )
 
 
 class Head:
@@ -273,7 +323,9 @@ def _check_target(method: str, target: str) -> None:
         raise _bad("absolute-form target has an empty or invalid authority")
 
 
-def parse_head(buf: bytes, start: int, limits: Limits, remote_addr: object = None) -> Head | None:
+def parse_head(
+    buf: bytes, start: int, limits: Limits, remote_addr: object = None, memo: HeadMemo | None = None
+) -> Head | None:
     """Parse the request head that begins at ``buf[start]``.
 
     Up to eight empty lines before the request line are skipped (RFC 9112 §2.2).
@@ -283,6 +335,9 @@ def parse_head(buf: bytes, start: int, limits: Limits, remote_addr: object = Non
         start: the offset where the head begins.
         limits: the size limits to enforce.
         remote_addr: stored in the :class:`Request`.
+        memo: a :class:`HeadMemo` created for ``limits``: a head whose request line and
+            field section are both remembered is rebuilt without validating it again (the
+            answer is the same either way); an accepted head is remembered.
 
     Returns:
         ``None`` when the head is not complete yet and nothing seen so far is invalid,
@@ -305,6 +360,25 @@ def parse_head(buf: bytes, start: int, limits: Limits, remote_addr: object = Non
     # minus the search for the earliest defect (there is none).
     end = buf.find(b"\r\n\r\n", start, start + limits.max_header_bytes)
     if end >= 0:
+        if memo is not None:
+            if memo.limits is not limits:
+                raise ValueError("a HeadMemo is used only with the Limits it was made for")
+            line_end = buf.find(b"\r\n", start, end + 2)  # found: end is a CRLF
+            known = memo.lines.get(buf[start:line_end])
+            if known is not None:
+                method, target, version = known
+                fields = memo.sections.get((version == "HTTP/1.1", buf[line_end + 2 : end + 2]))
+                if fields is not None:
+                    headers, content_length, chunked, keep_alive, expect_continue, upgrade = fields
+                    return Head(
+                        Request(method, target, version, list(headers), b"", remote_addr),
+                        end + 4,
+                        content_length,
+                        chunked,
+                        keep_alive,
+                        expect_continue,
+                        upgrade,
+                    )
         raw = buf[start:end]  # the request line and the field lines, CRLF-separated
         pairs = raw.count(b"\r\n")
         if (
@@ -315,7 +389,10 @@ def parse_head(buf: bytes, start: int, limits: Limits, remote_addr: object = Non
             line = lines[0]
             if len(line) <= limits.max_request_line_bytes:
                 method, target, version = _parse_request_line(line)
-                return _build_head(method, target, version, lines, end + 4, remote_addr)
+                head = _build_head(method, target, version, lines, end + 4, remote_addr)
+                if memo is not None:
+                    memo._remember(buf, start, len(line), end, head)
+                return head
     return _parse_head_carefully(buf, start, end, limits, remote_addr)
 
 

@@ -4,7 +4,9 @@ The handler sets a status, adds headers and sets a body (bytes, a ``str`` encode
 or a file region that the server sends with ``os.sendfile``). The server owns the framing
 headers: it adds ``Content-Length`` (never on 1xx, 204 or 304), ``Date`` (unless the handler
 set one) and ``Connection``/``Keep-Alive``; a handler cannot set ``Content-Length``,
-``Transfer-Encoding``, ``Connection``, ``Keep-Alive`` or ``Upgrade`` itself.
+``Transfer-Encoding``, ``Connection`` or ``Keep-Alive`` itself. A handler may add
+``Upgrade`` (RFC 9110 §15.5.22: a 426 must carry it); the server then lists ``upgrade`` in
+``Connection`` (§7.8). Switching protocols is :meth:`Response.upgrade`'s business.
 
 Header names must be RFC 9110 tokens and values may not contain CR, LF, NUL or any other
 control character but HTAB: response splitting is impossible by construction.
@@ -23,7 +25,14 @@ __all__ = ["FileBody", "HeaderBlock", "Response"]
 
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
-_MANAGED: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive", "upgrade"})
+_MANAGED: Final = frozenset({"content-length", "transfer-encoding", "connection", "keep-alive"})
+_BODY_TYPES: Final = (bytes, bytearray, memoryview)
+# Header lines already checked, by (name, value): handlers add the same few fields again and
+# again. Ordinary fields only (not Date or Upgrade, which set flags). Bounded; a plain dict
+# whose operations are atomic, shared by every thread.
+_CHECKED: dict[tuple[str, str], str] = {}
+_CHECKED_MAX_ENTRIES: Final = 256
+_CHECKED_MAX_CHARS: Final = 512
 
 
 class _FileLike(Protocol):
@@ -144,6 +153,11 @@ class Response:
                 CR, LF, NUL, another control character or a character outside ISO-8859-1,
                 or the header is one the server manages (``Content-Length``...).
         """
+        if type(name) is str and type(value) is str:
+            line = _CHECKED.get((name, value))
+            if line is not None:
+                self._lines.append(line)
+                return
         if not isinstance(name, str) or _TOKEN.fullmatch(name) is None:
             raise LocalProtocolError(f"header name {name!r} is not an HTTP token")
         if isinstance(value, int) and not isinstance(value, bool):
@@ -158,15 +172,20 @@ class Response:
         if lower in _MANAGED:
             raise LocalProtocolError(
                 f"the {name} header is set by the server (use set_body/set_file, close_connection "
-                "or peregrine_ws.upgrade instead)"
+                "or Response.upgrade instead)"
             )
+        line = f"{name}: {value}\r\n"
         if lower == "date":
             self._has_date = True
         elif lower == "upgrade":
             # RFC 9110 §7.8: "A sender of Upgrade MUST also send an "Upgrade" connection
             # option": the server adds it to its Connection header.
             self._has_upgrade = True
-        self._lines.append(f"{name}: {value}\r\n")
+        elif type(name) is str and type(value) is str and len(line) <= _CHECKED_MAX_CHARS:
+            if len(_CHECKED) >= _CHECKED_MAX_ENTRIES:
+                _CHECKED.clear()
+            _CHECKED[(name, value)] = line
+        self._lines.append(line)
 
     def add_headers(self, block: HeaderBlock) -> None:
         """Append every field of a :class:`HeaderBlock` (checked when it was built)."""
@@ -197,10 +216,11 @@ class Response:
         """Set the body; a ``str`` is encoded as UTF-8. Replaces any earlier body or file."""
         if isinstance(data, str):
             data = data.encode("utf-8")
-        elif not isinstance(data, bytes | bytearray | memoryview):
+        elif not isinstance(data, _BODY_TYPES):
             raise LocalProtocolError(f"body must be bytes or str, not {type(data).__name__}")
         self.body = data
-        self._drop_file()
+        if self.file is not None:
+            self._drop_file()
 
     def set_file(self, file: _FileLike, offset: int = 0, count: int | None = None) -> None:
         """Send ``count`` bytes of an open file from ``offset`` as the body.

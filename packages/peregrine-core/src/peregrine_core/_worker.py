@@ -26,7 +26,7 @@ from ._chunked import ChunkedReader
 from ._config import ServerConfig
 from ._connection import Connection, State, flush
 from ._errors import PluginError, RemoteProtocolError
-from ._h1 import Head, Limits, parse_head
+from ._h1 import Head, HeadMemo, Limits, parse_head
 from ._log import RateLimitedLog, escape
 from ._response import Response
 from ._status import reason_phrase, status_line
@@ -51,7 +51,13 @@ _UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
 _KA11_TAIL: Final = b"\r\n"
 _UPGRADE_KA_TAIL: Final = b"Connection: Upgrade, keep-alive\r\n\r\n"
 _UPGRADE_CLOSE_TAIL: Final = b"Connection: Upgrade, close\r\n\r\n"
-_NO_LENGTH_STATUSES: Final = frozenset({204, 304})
+# Connection states as module constants: an enum member looked up on its class costs more.
+_IDLE: Final = State.IDLE
+_HEAD: Final = State.HEAD
+_BODY: Final = State.BODY
+_LINGER: Final = State.LINGER
+_UPGRADED: Final = State.UPGRADED
+_CLOSED: Final = State.CLOSED
 
 
 _DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
@@ -102,12 +108,13 @@ class Worker:
         self._config = config
         self._release_slot = release_slot
         self._get_upgrade = get_upgrade
-        self._limits = Limits(
+        self._limits = limits = Limits(
             config.max_request_line_bytes,
             config.max_header_bytes,
             config.max_header_count,
             config.max_body_bytes,
         )
+        self._memo = HeadMemo(limits)
         self._poller: Poller = make_poller(config.poller)
         self._waker = Waker()
         self._bad_requests = RateLimitedLog(log)  # one warning per 10 s, with a count
@@ -120,8 +127,11 @@ class Worker:
         self._next_deadline = _INF
         self._now = time.monotonic()  # when the last poll() returned: the loop's clock
         self._last_sweep = 0.0
-        self._date_second = -1
         self._date_line = b""
+        self._date_expires = 0.0  # loop clock time when _date_line goes stale
+        self._refresh_date()
+        self._max_requests = config.max_requests_per_connection
+        self._access_log = config.access_log
         # RFC 9112 §9.3: HTTP/1.1 connections persist by default, so a keep-alive answer
         # to 1.1 needs no header; an HTTP/1.0 client that asked gets it confirmed.
         self._ka10_tail = b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n\r\n" % int(
@@ -179,7 +189,9 @@ class Worker:
                 if self._stopping:
                     timeout = 0.05 if timeout is None else min(timeout, 0.05)
                 events = poller.poll(timeout)
-                self._now = monotonic()
+                self._now = now = monotonic()
+                if now >= self._date_expires:
+                    self._refresh_date()
                 for fd, ev in events:
                     conn = conns.get(fd)
                     if conn is None:
@@ -196,13 +208,12 @@ class Worker:
                         self._crashed(conn)
                 while ready:
                     conn = ready.popleft()
-                    if conn.inbuf and not conn.writing and conn.state == State.IDLE:
+                    if conn.inbuf and not conn.writing and conn.state == _IDLE:
                         data, conn.inbuf = conn.inbuf, b""
                         try:
                             self._process(conn, data)
                         except Exception:
                             self._crashed(conn)
-                now = self._now
                 if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
                     self._sweep(now)
         except BaseException:
@@ -262,7 +273,7 @@ class Worker:
         if conn.writing:
             log.debug("closing %s: no write progress for %.0f s", conn.addr, self._config.write_timeout)
             self._close(conn)
-        elif state == State.HEAD or state == State.BODY:
+        elif state in (_HEAD, _BODY):
             self._fail(conn, RemoteProtocolError("request not received in time", 408))
         else:  # idle keep-alive, a silent new connection, or the end of a lingering close
             self._close(conn)
@@ -277,11 +288,11 @@ class Worker:
             return True
         self._take_inbox()
         for conn in list(self._conns.values()):
-            if conn.state == State.IDLE and not conn.writing and not conn.inbuf:
+            if conn.state == _IDLE and not conn.writing and not conn.inbuf:
                 # A request may be waiting in the kernel: answer it (with Connection: close)
                 # rather than reset it.
                 self._on_readable(conn)
-                if conn.state == State.IDLE and not conn.writing and self._conns.get(conn.fd) is conn:
+                if conn.state == _IDLE and not conn.writing and self._conns.get(conn.fd) is conn:
                     self._close(conn)
         return not self._conns
 
@@ -295,14 +306,14 @@ class Worker:
         except OSError:
             self._close(conn)
             return
-        if conn.state == State.LINGER:
+        if conn.state == _LINGER:
             if not data:
                 self._close(conn)
             return  # input after the last response is discarded
         if not data:
             # EOF. A complete request that came with it has been answered already;
             # whatever is left is an incomplete request that can never complete.
-            if conn.state == State.HEAD or conn.state == State.BODY:
+            if conn.state in (_HEAD, _BODY):
                 self._fail(conn, RemoteProtocolError("connection closed inside a request", 400))
             else:
                 self._close(conn)
@@ -310,7 +321,7 @@ class Worker:
         inbuf = conn.inbuf
         if inbuf:
             if (
-                conn.state == State.HEAD
+                conn.state == _HEAD
                 and b"\n" not in data
                 and len(inbuf) + len(data) <= self._limits.max_request_line_bytes
             ):
@@ -329,11 +340,12 @@ class Worker:
         end = len(buf)
         answered = 0
         limits = self._limits
+        memo = self._memo
         batch_max = self._config.max_pipelined_requests
         try:
-            while pos < end or conn.state == State.BODY:
+            while pos < end or conn.state == _BODY:
                 state = conn.state
-                if state == State.BODY:
+                if state == _BODY:
                     head = conn.head
                     assert head is not None
                     reader = conn.chunked
@@ -354,7 +366,7 @@ class Worker:
                         conn.body = bytearray()
                     conn.head = None
                 else:
-                    if state == State.IDLE:
+                    if state == _IDLE:
                         # RFC 9112 §2.2: "a server ... SHOULD ignore at least one empty
                         # line (CRLF) received prior to the request-line" (some clients
                         # send one after a body). When that is all there is, it neither
@@ -364,10 +376,10 @@ class Worker:
                         if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
                             pos = end
                             break
-                    parsed = parse_head(buf, pos, limits, conn.addr)
+                    parsed = parse_head(buf, pos, limits, conn.addr, memo)
                     if parsed is None:
-                        if state == State.IDLE:  # the head's deadline runs from its first byte
-                            conn.state = State.HEAD
+                        if state == _IDLE:  # the head's deadline runs from its first byte
+                            conn.state = _HEAD
                             self._set_deadline(conn, self._now + self._config.header_timeout)
                         break
                     head = parsed
@@ -397,7 +409,7 @@ class Worker:
                                 pos = end
                         if not complete:
                             conn.head = head
-                            conn.state = State.BODY
+                            conn.state = _BODY
                             self._set_deadline(conn, self._now + self._config.body_timeout)
                             if head.expect_continue:
                                 conn.out.append(_CONTINUE)
@@ -413,7 +425,7 @@ class Worker:
                     buf = b""
                     pos = end = 0
                     break
-                conn.state = State.IDLE
+                conn.state = _IDLE
                 if answered >= batch_max and pos < end:
                     conn.batch_full = True  # flush this batch before parsing more
                     break
@@ -430,7 +442,7 @@ class Worker:
         """Run the handler and queue its response; False when the connection must end."""
         req = head.request
         resp = Response()
-        started = time.perf_counter() if self._config.access_log else 0.0
+        started = time.perf_counter() if self._access_log else 0.0
         try:
             self._handle(req, resp)
             upgrade = resp.upgrade_protocol
@@ -452,42 +464,59 @@ class Worker:
             head.keep_alive
             and not resp.close_connection
             and not self._stopping
-            and conn.requests < self._config.max_requests_per_connection
+            and conn.requests < self._max_requests
         )
-        status = resp.status
-        is_head = req.method == "HEAD"
-        http11 = req.version == "HTTP/1.1"
+        status = resp._status
         out = conn.out
+        lines = resp._lines
+        fields = "".join(lines).encode("latin-1") if lines else b""
+        date = b"" if resp._has_date else self._date_line
         if conn.upgrade is not None:
             keep = True
             protocol = (resp.upgrade_protocol or "").encode("ascii")
-            parts = self._head_parts(
-                resp, status, b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol), False
+            out.append(
+                b"".join(
+                    (
+                        status_line(status),
+                        fields,
+                        date,
+                        b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol),
+                    )
+                )
             )
-            out.append(b"".join(parts))
         else:
             if resp._has_upgrade:  # RFC 9110 §7.8: Upgrade is listed in Connection
                 tail = _UPGRADE_KA_TAIL if keep else _UPGRADE_CLOSE_TAIL
+            elif keep:
+                tail = _KA11_TAIL if req.version == "HTTP/1.1" else self._ka10_tail
             else:
-                tail = (_KA11_TAIL if http11 else self._ka10_tail) if keep else _CLOSE_TAIL
-            parts = self._head_parts(resp, status, tail, True)
-            body = resp.body
-            if is_head or status < 200 or status in _NO_LENGTH_STATUSES:
+                tail = _CLOSE_TAIL
+            if status < 200 or status == 204 or status == 304:  # no body, no Content-Length
                 resp._drop_file()
-            elif resp.file is not None:
-                out.append(b"".join(parts))
-                out.append(resp.file)
-                resp.file = None
-                parts = []
-            elif body:
-                if len(body) <= _JOIN_MAX_BODY_BYTES:
+                out.append(b"".join((status_line(status), fields, date, tail)))
+            else:
+                file = resp.file
+                body = resp.body
+                parts = [
+                    status_line(status),
+                    fields,
+                    b"Content-Length: %d\r\n" % (len(body) if file is None else file.count),
+                    date,
+                    tail,
+                ]
+                if req.method == "HEAD":
+                    resp._drop_file()
+                    out.append(b"".join(parts))
+                elif file is not None:
+                    out.append(b"".join(parts))
+                    out.append(file)
+                    resp.file = None
+                elif len(body) <= _JOIN_MAX_BODY_BYTES:
                     parts.append(body)  # type: ignore[arg-type]  # one buffer, one send
+                    out.append(b"".join(parts))
                 else:  # a large body is not copied: head and body go out in one sendmsg
                     out.append(b"".join(parts))
                     out.append(body)  # type: ignore[arg-type]
-                    parts = []
-            if parts:
-                out.append(b"".join(parts))
         if started:
             self._log_access(conn, req, status, resp.content_length, started)
         if not keep:
@@ -495,24 +524,11 @@ class Worker:
             return False
         return conn.upgrade is None
 
-    def _head_parts(self, resp: Response, status: int, tail: bytes, framed: bool) -> list[bytes]:
-        parts = [status_line(status)]
-        lines = resp._lines
-        if lines:
-            parts.append("".join(lines).encode("latin-1"))
-        if framed and status >= 200 and status not in _NO_LENGTH_STATUSES:
-            parts.append(b"Content-Length: %d\r\n" % resp.content_length)
-        if not resp._has_date:
-            parts.append(self._date())
-        parts.append(tail)
-        return parts
-
-    def _date(self) -> bytes:
-        now = int(time.time())
-        if now != self._date_second:
-            self._date_second = now
-            self._date_line = b"Date: %s\r\n" % http_date(now)
-        return self._date_line
+    def _refresh_date(self) -> None:
+        """Keep ``_date_line`` current: called by the loop when its clock passes the second."""
+        wall = time.time()
+        self._date_line = b"Date: %s\r\n" % http_date(wall)
+        self._date_expires = self._now + (1.0 - wall % 1.0)
 
     def _log_access(self, conn: Connection, req: Request, status: int, size: int, started: float) -> None:
         if access_log.isEnabledFor(logging.INFO):
@@ -542,7 +558,7 @@ class Worker:
                     status_line(status),
                     b"Content-Type: text/plain; charset=utf-8\r\n",
                     b"Content-Length: %d\r\n" % len(body),
-                    self._date(),
+                    self._date_line,
                     _CLOSE_TAIL,
                     body,
                 )
@@ -593,11 +609,11 @@ class Worker:
         elif conn.batch_full:
             conn.batch_full = False
             self._ready.append(conn)  # parsed by the loop, after this batch
-        elif conn.state == State.IDLE:
+        elif conn.state == _IDLE:
             self._set_deadline(conn, time.monotonic() + self._config.keepalive_timeout)
 
     def _linger(self, conn: Connection) -> None:
-        conn.state = State.LINGER
+        conn.state = _LINGER
         conn.close_after_flush = False
         try:
             conn.sock.shutdown(socket.SHUT_WR)
@@ -610,7 +626,7 @@ class Worker:
         assert conn.upgrade is not None and conn.head is None
         plugin, request, data, state = conn.upgrade
         conn.upgrade = None
-        conn.state = State.UPGRADED
+        conn.state = _UPGRADED
         self._poller.unregister(conn.fd)
         del self._conns[conn.fd]
         self._release_slot()
@@ -621,9 +637,9 @@ class Worker:
             conn.sock.close()
 
     def _close(self, conn: Connection) -> None:
-        if conn.state == State.CLOSED:
+        if conn.state == _CLOSED:
             return
-        conn.state = State.CLOSED
+        conn.state = _CLOSED
         self._poller.unregister(conn.fd)
         self._conns.pop(conn.fd, None)
         conn.discard_output()

@@ -128,6 +128,8 @@ def upgrade(
     versions = req.get_headers("Sec-WebSocket-Version")
     if len(versions) != 1 or versions[0].strip(" \t") != SUPPORTED_VERSION:
         resp.add_header("Sec-WebSocket-Version", SUPPORTED_VERSION)
+        # RFC 9110 §15.5.22: "The server MUST send an Upgrade header field in a 426 response".
+        resp.add_header("Upgrade", "websocket")
         return _refuse(resp, 426, "unsupported WebSocket version; this server speaks 13")
     # Item 5: "A |Sec-WebSocket-Key| header field with a base64-encoded value that, when
     # decoded, is 16 bytes in length."
