@@ -127,7 +127,10 @@ class Request:
 
     def get_header(self, name: str, default: str | None = None) -> str | None:
         """Return the first value of header ``name`` (any case), or ``default``."""
-        values = self._lookup().get(name.lower())
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        values = index.get(name.lower())
         return values[0] if values else default
 
     def get_headers(self, name: str) -> list[str]:

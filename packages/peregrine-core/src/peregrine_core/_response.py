@@ -128,6 +128,9 @@ class Response:
 
     @status.setter
     def status(self, code: int) -> None:
+        if type(code) is int and 100 <= code <= 599:
+            self._status = code
+            return
         if isinstance(code, bool) or not isinstance(code, int) or not 100 <= code <= 599:
             raise LocalProtocolError(f"status must be an integer in 100..599, not {code!r}")
         self._status = int(code)

@@ -19,7 +19,7 @@ from collections import OrderedDict
 from os import stat_result
 from typing import Final, NamedTuple
 
-__all__ = ["RACY_WINDOW_SECONDS", "CachedFile", "FileCache", "fingerprint"]
+__all__ = ["RACY_WINDOW_SECONDS", "CachedFile", "FileCache", "Fingerprint", "fingerprint"]
 
 RACY_WINDOW_SECONDS: Final = 2.0
 

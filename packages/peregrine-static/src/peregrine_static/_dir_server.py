@@ -17,13 +17,14 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from collections.abc import Iterable
 from typing import Final, get_args
 from urllib.parse import quote
 
 from peregrine_core import ConfigError, Request, Response
 
-from ._cache import FileCache
+from ._cache import FileCache, Fingerprint, fingerprint
 from ._common import (
     DEFAULT_CACHE_BUDGET_BYTES,
     DEFAULT_CACHE_CONTROL,
@@ -48,6 +49,22 @@ _QUERY_SAFE: Final = "-._~!$&'()*+,;=:@/?%"
 _SEGMENT_SAFE: Final = "-._~!$&'()*+,;=:@"
 _HTML: Final = "text/html; charset=utf-8"
 _MOVED_BODY: Final = b"301 Moved Permanently\n"
+#: Bounds of the resolved-path memo: entries, and the longest raw path remembered.
+_RESOLVED_MAX_ENTRIES: Final = 4096
+_RESOLVED_MAX_PATH_CHARS: Final = 1024
+DEFAULT_PATH_CACHE_SECONDS: Final = 1.0
+
+
+class _Resolved:
+    """Where a raw request path led: a regular file, found by a full walk at ``walked_at``."""
+
+    __slots__ = ("content_type", "fingerprint", "real", "walked_at")
+
+    def __init__(self, real: str, content_type: str, fp: Fingerprint, walked_at: float) -> None:
+        self.real = real
+        self.content_type = content_type
+        self.fingerprint = fp
+        self.walked_at = walked_at
 
 
 def _check_prefix(url_prefix: object) -> str:
@@ -77,6 +94,12 @@ def _check_index_files(index_files: object) -> tuple[str, ...]:
         ):
             raise ConfigError(f"index_files entry {name!r} must be a plain file name")
     return names
+
+
+def _check_seconds(name: str, value: object) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a non-negative number of seconds, not {value!r}")
+    return float(value)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -111,6 +134,14 @@ class DirServer:
         precompressed: serve ``<file>.br`` / ``<file>.gz`` instead of ``<file>`` when the
             client accepts that coding and the sibling is a regular file inside the root, not
             older than ``<file>``.
+        path_cache_seconds: how long the walk from a request path to a regular file is
+            remembered. Within that time a request for the same path costs one ``stat`` of
+            the file instead of one ``lstat`` per segment, and is served only if the file is
+            still the very one the walk found (same device, inode, size and modification
+            time): a changed, replaced or removed file is seen at once. What can lag by up
+            to this long is only which file a path names while that file stays untouched
+            (a new index file in front of another, a directory swapped for a symbolic link
+            to the same files). 0 walks every request.
 
     Raises:
         ConfigError: an option is invalid or ``root`` is not a directory.
@@ -129,6 +160,7 @@ class DirServer:
         cache_max_file_bytes: int = DEFAULT_CACHE_MAX_FILE_BYTES,
         cache_budget_bytes: int = DEFAULT_CACHE_BUDGET_BYTES,
         precompressed: bool = True,
+        path_cache_seconds: float = DEFAULT_PATH_CACHE_SECONDS,
     ) -> None:
         try:
             root_path = os.path.realpath(os.fspath(root))
@@ -148,6 +180,9 @@ class DirServer:
         self.cache_max_file_bytes: Final = check_size("cache_max_file_bytes", cache_max_file_bytes)
         self.cache_budget_bytes: Final = check_size("cache_budget_bytes", cache_budget_bytes)
         self.precompressed: Final = _check_bool("precompressed", precompressed)
+        self.path_cache_seconds: Final = _check_seconds("path_cache_seconds", path_cache_seconds)
+        # raw request path -> _Resolved; plain dict operations, atomic across threads.
+        self._resolved: dict[str, _Resolved] = {}
         self._bare_prefix: Final = self.url_prefix[:-1] if self.url_prefix != "/" else None
         self._cache = FileCache(self.cache_budget_bytes)
         self._responder = FileResponder(self._cache, self.cache_max_file_bytes, self.cache_control)
@@ -174,6 +209,16 @@ class DirServer:
         No request makes it raise: every malformed or hostile path is declined.
         """
         path = req.path
+        known = self._resolved.get(path)
+        if known is not None and req.method in ("GET", "HEAD"):
+            if time.monotonic() - known.walked_at < self.path_cache_seconds:
+                try:
+                    st = os.stat(known.real)
+                except OSError:
+                    st = None
+                if st is not None and fingerprint(st) == known.fingerprint:
+                    return self._serve_file(req, resp, Variant(known.real, st), known.content_type)
+            self._resolved.pop(path, None)
         prefix = self.url_prefix
         if path.startswith(prefix):
             parsed = split_path(path[len(prefix) :], allow_hidden=self.show_hidden)
@@ -195,7 +240,9 @@ class DirServer:
             if req.method not in ("GET", "HEAD"):
                 method_not_allowed(resp)
                 return True
-            return self._serve_file(req, resp, Variant(real, st), segments[-1])
+            content_type = content_type_for(segments[-1])
+            self._remember(path, real, content_type, st)
+            return self._serve_file(req, resp, Variant(real, st), content_type)
         if not stat.S_ISDIR(st.st_mode):
             return False  # FIFOs, sockets, devices
 
@@ -215,11 +262,24 @@ class DirServer:
             self._redirect_to_directory(req, resp, segments)
             return True
         if index is not None:
-            return self._serve_file(req, resp, index, index_name)
+            content_type = content_type_for(index_name)
+            self._remember(path, index.path, content_type, index.st)
+            return self._serve_file(req, resp, index, content_type)
         return self._serve_listing(resp, real, segments)
 
-    def _serve_file(self, req: Request, resp: Response, variant: Variant, name: str) -> bool:
-        content_type = content_type_for(name)
+    def _remember(self, path: str, real: str, content_type: str, st: os.stat_result) -> None:
+        """Remember that ``path`` led to the regular file ``real`` (walked just now)."""
+        if not self.path_cache_seconds or len(path) > _RESOLVED_MAX_PATH_CHARS:
+            return
+        resolved = self._resolved
+        if len(resolved) >= _RESOLVED_MAX_ENTRIES:
+            try:
+                del resolved[next(iter(resolved))]
+            except (KeyError, RuntimeError, StopIteration):  # another thread changed it
+                pass
+        resolved[path] = _Resolved(real, content_type, fingerprint(st), time.monotonic())
+
+    def _serve_file(self, req: Request, resp: Response, variant: Variant, content_type: str) -> bool:
         if not self.precompressed:
             return self._responder.respond(req, resp, variant, content_type, vary=False)
         identity = variant

@@ -68,13 +68,30 @@ def _last_modified(seconds: int) -> str:
     return http_date(seconds)
 
 
+# (size, mtime_ns, coding) -> (ETag, Last-Modified seconds), for modification times in the
+# past (those never change). Bounded; plain dict operations, atomic across threads.
+_VALIDATORS: dict[tuple[int, int, str | None], tuple[str, int]] = {}
+_VALIDATORS_MAX_ENTRIES: Final = 4096
+
+
 def _validators(st: os.stat_result, encoding: str | None) -> tuple[str, int]:
-    # RFC 9110 §8.8.2.1: "An origin server with a clock MUST NOT generate a Last-Modified
-    # date that is later than the server's time of message origination (Date). If the last
-    # modification time ... evaluates to some time in the future ... the origin server MUST
-    # replace that value with the message origination date."
-    seconds = min(st.st_mtime_ns // 1_000_000_000, int(time.time()))
-    return etag_for(st.st_size, st.st_mtime_ns, _ETAG_SUFFIXES[encoding]), seconds
+    key = (st.st_size, st.st_mtime_ns, encoding)
+    known = _VALIDATORS.get(key)
+    if known is not None:
+        return known
+    etag = etag_for(st.st_size, st.st_mtime_ns, _ETAG_SUFFIXES[encoding])
+    seconds = st.st_mtime_ns // 1_000_000_000
+    now = int(time.time())
+    if seconds > now:
+        # RFC 9110 §8.8.2.1: "An origin server with a clock MUST NOT generate a Last-Modified
+        # date that is later than the server's time of message origination (Date). If the
+        # last modification time ... evaluates to some time in the future ... the origin
+        # server MUST replace that value with the message origination date."
+        return etag, now
+    if len(_VALIDATORS) >= _VALIDATORS_MAX_ENTRIES:
+        _VALIDATORS.clear()
+    _VALIDATORS[key] = (etag, seconds)
+    return etag, seconds
 
 
 def _open(path: str, expected: os.stat_result) -> tuple[int, os.stat_result] | None:
@@ -172,14 +189,21 @@ class FileResponder:
         etag, last_modified = _validators(st, encoding)
 
         get_header = req.get_header
-        evaluation = evaluate_preconditions(
-            if_match=get_header("if-match"),
-            if_unmodified_since=get_header("if-unmodified-since"),
-            if_none_match=get_header("if-none-match"),
-            if_modified_since=get_header("if-modified-since"),
-            etag=etag,
-            last_modified=last_modified,
-        )
+        if_match = get_header("if-match")
+        if_unmodified_since = get_header("if-unmodified-since")
+        if_none_match = get_header("if-none-match")
+        if_modified_since = get_header("if-modified-since")
+        if if_match is None and if_unmodified_since is None and if_none_match is None and if_modified_since is None:
+            evaluation = Evaluation.PROCEED
+        else:
+            evaluation = evaluate_preconditions(
+                if_match=if_match,
+                if_unmodified_since=if_unmodified_since,
+                if_none_match=if_none_match,
+                if_modified_since=if_modified_since,
+                etag=etag,
+                last_modified=last_modified,
+            )
         if evaluation is Evaluation.NOT_MODIFIED:
             # RFC 9110 §15.4.5: "The server generating a 304 response MUST generate any of
             # the following header fields that would have been sent in a 200 (OK) response
