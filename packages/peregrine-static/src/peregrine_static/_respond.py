@@ -193,7 +193,12 @@ class FileResponder:
         if_unmodified_since = get_header("if-unmodified-since")
         if_none_match = get_header("if-none-match")
         if_modified_since = get_header("if-modified-since")
-        if if_match is None and if_unmodified_since is None and if_none_match is None and if_modified_since is None:
+        if (
+            if_match is None
+            and if_unmodified_since is None
+            and if_none_match is None
+            and if_modified_since is None
+        ):
             evaluation = Evaluation.PROCEED
         else:
             evaluation = evaluate_preconditions(
