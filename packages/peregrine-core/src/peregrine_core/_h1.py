@@ -9,7 +9,10 @@ Strategy: the work is done by C code (``find``, ``count``, ``translate``, ``spli
 ``partition`` and a few anchored regular expressions in which no two quantifiers can
 compete for the same character, so no input makes them backtrack more than linearly).
 The codec keeps no state between calls: the worker offers the whole buffer again when
-more bytes arrive. A complete head free of bare CR/LF and control characters (nearly
+more bytes arrive. The one exception is an optional :class:`HeadMemo`, a bounded memory of
+request lines and field sections already accepted under the same limits: a head made of
+both is rebuilt from it without being validated again. The answer is the same either way
+(the memo only ever holds what passed every check, keyed by the exact bytes). A complete head free of bare CR/LF and control characters (nearly
 every request) takes a fast path; anything else takes a careful path that finds the
 earliest violation. Both apply the same rules.
 
