@@ -154,3 +154,14 @@ def test_the_checked_header_cache_stays_bounded() -> None:
     assert 0 < len(_response._CHECKED) <= _response._CHECKED_MAX_ENTRIES
     Response().add_header("X-Long", "v" * 600)
     assert all(len(line) <= _response._CHECKED_MAX_CHARS for line in _response._CHECKED.values())
+
+
+def test_an_upgrade_header_cannot_be_added_once_upgrade_is_called() -> None:
+    resp = Response()
+    resp.add_header("Upgrade", "h2c")  # dropped by upgrade(): the server sends its own
+    resp.upgrade("websocket")
+    assert resp.get_header("Upgrade") is None
+    with pytest.raises(LocalProtocolError, match="upgrade"):
+        resp.add_header("Upgrade", "websocket")
+    with pytest.raises(LocalProtocolError, match="upgrade"):
+        resp.add_headers(HeaderBlock([("Upgrade", "websocket")]))

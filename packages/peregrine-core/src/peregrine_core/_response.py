@@ -181,6 +181,8 @@ class Response:
         if lower == "date":
             self._has_date = True
         elif lower == "upgrade":
+            if self.upgrade_protocol is not None:
+                raise LocalProtocolError("upgrade() already sets the Upgrade header of this response")
             # RFC 9110 §7.8: "A sender of Upgrade MUST also send an "Upgrade" connection
             # option": the server adds it to its Connection header.
             self._has_upgrade = True
@@ -192,6 +194,8 @@ class Response:
 
     def add_headers(self, block: HeaderBlock) -> None:
         """Append every field of a :class:`HeaderBlock` (checked when it was built)."""
+        if block._has_upgrade and self.upgrade_protocol is not None:
+            raise LocalProtocolError("upgrade() already sets the Upgrade header of this response")
         self._lines.extend(block._lines)
         self._has_date = self._has_date or block._has_date
         self._has_upgrade = self._has_upgrade or block._has_upgrade
