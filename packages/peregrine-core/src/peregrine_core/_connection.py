@@ -115,6 +115,17 @@ def flush(conn: Connection) -> bool:
     """
     out = conn.out
     sock = conn.sock
+    if len(out) == 1 and type(out[0]) is bytes:  # the common case: one batch of responses
+        item = out[0]
+        try:
+            sent = sock.send(item)
+        except BlockingIOError:
+            return False
+        if sent == len(item):
+            out.clear()
+            return True
+        out[0] = memoryview(item)[sent:]
+        return False
     while out:
         item = out[0]
         if isinstance(item, FileBody):

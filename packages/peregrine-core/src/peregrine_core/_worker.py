@@ -58,6 +58,7 @@ _BODY: Final = State.BODY
 _LINGER: Final = State.LINGER
 _UPGRADED: Final = State.UPGRADED
 _CLOSED: Final = State.CLOSED
+_READ_OR_ERROR: Final = READ | ERROR
 
 
 _DAYS: Final = (b"Mon", b"Tue", b"Wed", b"Thu", b"Fri", b"Sat", b"Sun")
@@ -131,6 +132,8 @@ class Worker:
         self._date_expires = 0.0  # loop clock time when _date_line goes stale
         self._refresh_date()
         self._max_requests = config.max_requests_per_connection
+        self._keepalive_timeout = config.keepalive_timeout
+        self._read_size = config.read_buffer_size
         self._access_log = config.access_log
         # RFC 9112 §9.3: HTTP/1.1 connections persist by default, so a keep-alive answer
         # to 1.1 needs no header; an HTTP/1.0 client that asked gets it confirmed.
@@ -202,7 +205,7 @@ class Worker:
                     try:
                         if ev & WRITE and conn.writing:
                             self._on_writable(conn)
-                        elif ev & (READ | ERROR) and not conn.writing:
+                        elif ev & _READ_OR_ERROR and not conn.writing:
                             self._on_readable(conn)
                     except Exception:
                         self._crashed(conn)
@@ -300,7 +303,7 @@ class Worker:
 
     def _on_readable(self, conn: Connection) -> None:
         try:
-            data = conn.sock.recv(self._config.read_buffer_size)
+            data = conn.sock.recv(self._read_size)
         except BlockingIOError:
             return
         except OSError:
@@ -610,7 +613,8 @@ class Worker:
             conn.batch_full = False
             self._ready.append(conn)  # parsed by the loop, after this batch
         elif conn.state == _IDLE:
-            self._set_deadline(conn, time.monotonic() + self._config.keepalive_timeout)
+            # From now, not from the loop's clock: a slow handler must not shorten it.
+            self._set_deadline(conn, time.monotonic() + self._keepalive_timeout)
 
     def _linger(self, conn: Connection) -> None:
         conn.state = _LINGER
