@@ -115,17 +115,18 @@ def flush(conn: Connection) -> bool:
     """
     out = conn.out
     sock = conn.sock
-    if len(out) == 1 and type(out[0]) is bytes:  # the common case: one batch of responses
-        item = out[0]
-        try:
-            sent = sock.send(item)
-        except BlockingIOError:
+    if len(out) == 1:
+        only = out[0]
+        if type(only) is bytes:  # the common case: one batch of responses
+            try:
+                sent = sock.send(only)
+            except BlockingIOError:
+                return False
+            if sent == len(only):
+                out.clear()
+                return True
+            out[0] = memoryview(only)[sent:]
             return False
-        if sent == len(item):
-            out.clear()
-            return True
-        out[0] = memoryview(item)[sent:]
-        return False
     while out:
         item = out[0]
         if isinstance(item, FileBody):
