@@ -17,6 +17,7 @@ __all__ = [
     "DEFAULT_CACHE_CONTROL",
     "DEFAULT_CACHE_MAX_FILE_BYTES",
     "check_cache_control",
+    "check_seconds",
     "check_size",
     "method_not_allowed",
     "not_found",
@@ -57,6 +58,13 @@ def check_size(name: str, value: object) -> int:
     if isinstance(value, bool) or not isinstance(value, int) or value < 0:
         raise ConfigError(f"{name} must be a non-negative integer number of bytes, not {value!r}")
     return value
+
+
+def check_seconds(name: str, value: object) -> float:
+    """Check a duration option: a finite, non-negative number of seconds."""
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
+        raise ConfigError(f"{name} must be a non-negative number of seconds, not {value!r}")
+    return float(value)
 
 
 def check_cache_control(value: object) -> str | None:

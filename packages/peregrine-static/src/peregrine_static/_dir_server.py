@@ -30,6 +30,7 @@ from ._common import (
     DEFAULT_CACHE_CONTROL,
     DEFAULT_CACHE_MAX_FILE_BYTES,
     check_cache_control,
+    check_seconds,
     check_size,
     method_not_allowed,
     not_found,
@@ -94,12 +95,6 @@ def _check_index_files(index_files: object) -> tuple[str, ...]:
         ):
             raise ConfigError(f"index_files entry {name!r} must be a plain file name")
     return names
-
-
-def _check_seconds(name: str, value: object) -> float:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 <= value < float("inf"):
-        raise ConfigError(f"{name} must be a non-negative number of seconds, not {value!r}")
-    return float(value)
 
 
 def _check_bool(name: str, value: object) -> bool:
@@ -180,7 +175,7 @@ class DirServer:
         self.cache_max_file_bytes: Final = check_size("cache_max_file_bytes", cache_max_file_bytes)
         self.cache_budget_bytes: Final = check_size("cache_budget_bytes", cache_budget_bytes)
         self.precompressed: Final = _check_bool("precompressed", precompressed)
-        self.path_cache_seconds: Final = _check_seconds("path_cache_seconds", path_cache_seconds)
+        self.path_cache_seconds: Final = check_seconds("path_cache_seconds", path_cache_seconds)
         # raw request path -> _Resolved; plain dict operations, atomic across threads.
         self._resolved: dict[str, _Resolved] = {}
         self._bare_prefix: Final = self.url_prefix[:-1] if self.url_prefix != "/" else None
