@@ -57,7 +57,7 @@ Invariants:
 from __future__ import annotations
 
 import re
-from typing import Final
+from typing import Final, TypeVar
 
 from ._errors import RemoteProtocolError
 from ._request import Request
@@ -128,6 +128,8 @@ class Limits:
 
 
 _Fields = tuple[tuple[tuple[str, str], ...], int, bool, bool, bool, bool]
+_K = TypeVar("_K")
+_V = TypeVar("_V")
 MEMO_ENTRIES: Final = 128
 MEMO_LINE_BYTES: Final = 1024
 MEMO_SECTION_BYTES: Final = 2048
@@ -156,25 +158,30 @@ class HeadMemo:
         self.sections: dict[tuple[bool, bytes], _Fields] = {}
 
     def _remember(self, buf: bytes, start: int, line_len: int, end: int, head: Head) -> None:
+        req = head.request
         if line_len <= MEMO_LINE_BYTES:
-            lines = self.lines
-            if len(lines) >= MEMO_ENTRIES:
-                del lines[next(iter(lines))]
-            req = head.request
-            lines[buf[start : start + line_len]] = (req.method, req.target, req.version)
+            _put_bounded(self.lines, buf[start : start + line_len], (req.method, req.target, req.version))
         section_start = start + line_len + 2
         if end + 2 - section_start <= MEMO_SECTION_BYTES:
-            sections = self.sections
-            if len(sections) >= MEMO_ENTRIES:
-                del sections[next(iter(sections))]
-            sections[(head.request.version == "HTTP/1.1", buf[section_start : end + 2])] = (
-                tuple(head.request.headers),
-                head.content_length,
-                head.chunked,
-                head.keep_alive,
-                head.expect_continue,
-                head.upgrade,
+            _put_bounded(
+                self.sections,
+                (req.version == "HTTP/1.1", buf[section_start : end + 2]),
+                (
+                    tuple(req.headers),
+                    head.content_length,
+                    head.chunked,
+                    head.keep_alive,
+                    head.expect_continue,
+                    head.upgrade,
+                ),
             )
+
+
+def _put_bounded(store: dict[_K, _V], key: _K, value: _V) -> None:
+    """Insert into a memo of at most :data:`MEMO_ENTRIES`, dropping the oldest entry first."""
+    if len(store) >= MEMO_ENTRIES:
+        del store[next(iter(store))]
+    store[key] = value
 
 
 class Head:
