@@ -27,6 +27,15 @@ def test_get_headers_returns_a_copy() -> None:
     assert req.get_headers("a") == ["1"]
 
 
+def test_header_names_are_the_lower_cased_names_present() -> None:
+    req = make("/", [("Host", "a"), ("X-Multi", "1"), ("x-multi", "2"), ("If-None-Match", "*")])
+    names = req.header_names()
+    assert sorted(names) == ["host", "if-none-match", "x-multi"]
+    assert not {"range", "if-none-match"}.isdisjoint(names)
+    assert {"range", "if-match"}.isdisjoint(names)
+    assert Request("GET", "/", "HTTP/1.0", []).header_names() == set()
+
+
 @pytest.mark.parametrize(
     ("target", "path", "query"),
     [

@@ -81,3 +81,39 @@ def test_replacing_an_entry_keeps_the_size_right(tmp_path: Path) -> None:
     assert cache.size_bytes == 20 and len(cache) == 1
     cache.clear()
     assert cache.size_bytes == 0 and len(cache) == 0
+
+
+def test_an_entry_leaving_the_cache_lets_go_of_its_bytes(tmp_path: Path) -> None:
+    cache = FileCache(20)
+    a, b, c = (_file(tmp_path, name, 10) for name in "abc")
+    cache.put(a[0], a[1], b"x" * 10)
+    entry_a = cache.entry(*a)
+    assert entry_a is not None and entry_a.data == b"x" * 10
+    cache.put(b[0], b[1], b"x" * 10)
+    cache.put(c[0], c[1], b"x" * 10)  # evicts a
+    assert entry_a.data is None and cache.get(*a) is None
+    entry_b = cache.entry(*b)
+    assert entry_b is not None
+    os.utime(b[0], (OLD_MTIME_S + 1, OLD_MTIME_S + 1))
+    assert cache.entry(b[0], os.stat(b[0])) is None  # stale: dropped
+    assert entry_b.data is None
+    entry_c = cache.entry(*c)
+    assert entry_c is not None
+    cache.clear()
+    assert entry_c.data is None
+
+
+def test_an_entry_marked_used_gets_a_second_chance(tmp_path: Path) -> None:
+    cache = FileCache(30)
+    a, b, c, d = (_file(tmp_path, name, 10) for name in "abcd")
+    cache.put(a[0], a[1], b"x" * 10)
+    entry_a = cache.entry(*a)
+    assert entry_a is not None
+    cache.put(b[0], b[1], b"x" * 10)
+    cache.put(c[0], c[1], b"x" * 10)  # a is the least recent
+    entry_a.used = True  # served without a lookup since
+    cache.put(d[0], d[1], b"x" * 10)
+    assert entry_a.used is False and entry_a.data is not None  # kept, its chance spent
+    assert cache.get(*b) is None  # the next least recent went instead
+    assert cache.get(*a) is not None and cache.get(*c) is not None and cache.get(*d) is not None
+    assert cache.size_bytes == 30

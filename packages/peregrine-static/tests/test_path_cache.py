@@ -14,9 +14,9 @@ import time
 from pathlib import Path
 
 import pytest
-from _support import OLD_MTIME_S, body, fetch, serve, write
+from _support import OLD_MTIME_S, body, fetch, make_request, serve, write
 
-from peregrine_core import ConfigError
+from peregrine_core import ConfigError, Response
 from peregrine_static import DirServer, _dir_server
 
 
@@ -137,3 +137,101 @@ def test_the_memory_stays_bounded(root: Path, monkeypatch: pytest.MonkeyPatch) -
 def test_path_cache_seconds_must_be_a_sane_number(root: Path, value: object) -> None:
     with pytest.raises(ConfigError, match="path_cache_seconds"):
         DirServer(root, path_cache_seconds=value)  # type: ignore[arg-type]
+
+
+# --- the prepared plain 200 ------------------------------------------------------------------
+
+
+def _answer(resp: Response) -> tuple[int, list[tuple[str, str]], bytes]:
+    return resp.status, resp.headers, body(resp)
+
+
+def _warm(server: DirServer, target: str, headers: tuple[tuple[str, str], ...] = ()) -> None:
+    """Walk, then serve from the remembered path until the plain 200 is prepared."""
+    for _ in range(3):
+        fetch(server, target, headers)
+    assert server._resolved[make_request(target).path].prepared is not None
+
+
+@pytest.mark.parametrize("precompressed", [True, False])
+@pytest.mark.parametrize("method", ["GET", "HEAD"])
+@pytest.mark.parametrize("target", ["/hello.txt", "/", "/docs/guide.md"])
+def test_the_prepared_answer_is_the_full_answer(
+    root: Path, precompressed: bool, method: str, target: str
+) -> None:
+    server = DirServer(root, precompressed=precompressed)
+    _warm(server, target)
+    fresh = DirServer(root, precompressed=precompressed, path_cache_seconds=0)  # walks, never prepares
+    for headers in ((), (("Accept-Encoding", "gzip, deflate, br"),), (("X-Other", "1"),)):
+        expected = _answer(fetch(fresh, target, headers, method))
+        assert _answer(fetch(server, target, headers, method)) == expected
+
+
+@pytest.mark.parametrize(
+    ("headers", "status"),
+    [
+        ((("If-None-Match", "*"),), 304),
+        ((("If-Modified-Since", "Fri, 01 Jan 2100 00:00:00 GMT"),), 304),
+        ((("If-Match", '"nope"'),), 412),
+        ((("If-Unmodified-Since", "Sat, 01 Jan 2000 00:00:00 GMT"),), 412),
+        ((("Range", "bytes=0-4"),), 206),
+        ((("Range", "bytes=0-4"), ("If-Range", '"nope"')), 200),
+        ((("Range", "bytes=900-"),), 416),
+    ],
+)
+def test_conditional_and_range_requests_are_still_evaluated(
+    root: Path, headers: tuple[tuple[str, str], ...], status: int
+) -> None:
+    server = DirServer(root)
+    _warm(server, "/hello.txt")
+    resp = fetch(server, "/hello.txt", headers)
+    assert resp.status == status
+    assert _answer(resp) == _answer(fetch(DirServer(root, path_cache_seconds=0), "/hello.txt", headers))
+
+
+def test_a_file_with_a_precompressed_sibling_still_negotiates(root: Path) -> None:
+    server = DirServer(root)
+    _warm(server, "/app.js")
+    assert body(fetch(server, "/app.js")) == b"console.log('identity');\n"
+    resp = fetch(server, "/app.js", (("Accept-Encoding", "br"),))
+    assert resp.get_header("Content-Encoding") == "br" and body(resp) == b"brotli bytes"
+    resp = fetch(server, "/app.js", (("Accept-Encoding", "gzip"),))
+    assert resp.get_header("Content-Encoding") == "gzip" and body(resp) == b"\x1f\x8b gzip bytes"
+
+
+@pytest.mark.parametrize("change", ["in place", "rename", "remove"])
+def test_a_change_after_the_answer_was_prepared_is_seen_at_once(root: Path, change: str) -> None:
+    server = DirServer(root, path_cache_seconds=3600)
+    _warm(server, "/hello.txt")
+    if change == "in place":
+        write(root / "hello.txt", "hello there\n", OLD_MTIME_S + 7)  # same size, new time
+        assert body(fetch(server, "/hello.txt")) == b"hello there\n"
+    elif change == "rename":
+        write(root / "new.tmp", "HELLO WORLD\n")  # same size and time, another inode
+        os.replace(root / "new.tmp", root / "hello.txt")
+        assert body(fetch(server, "/hello.txt")) == b"HELLO WORLD\n"
+    else:
+        (root / "hello.txt").unlink()
+        assert serve(server, "/hello.txt")[0] is False
+
+
+def test_a_prepared_answer_whose_bytes_left_the_cache_is_rebuilt(root: Path) -> None:
+    size = len(b"hello world\n")
+    server = DirServer(root, cache_budget_bytes=size + len(b"body{}\n"))
+    _warm(server, "/hello.txt")
+    prepared = server._resolved["/hello.txt"].prepared
+    assert prepared is not None
+    server._cache.clear()  # as an eviction does
+    assert prepared.entry.data is None
+    assert body(fetch(server, "/hello.txt")) == b"hello world\n"  # read again
+    assert body(fetch(server, "/hello.txt")) == b"hello world\n"
+    rebuilt = server._resolved["/hello.txt"].prepared
+    assert rebuilt is not None and rebuilt is not prepared and rebuilt.entry.data == b"hello world\n"
+    assert server._cache.size_bytes <= server.cache_budget_bytes
+
+
+def test_nothing_is_prepared_without_a_cache(root: Path) -> None:
+    server = DirServer(root, cache_budget_bytes=0)
+    for _ in range(3):
+        assert body(fetch(server, "/hello.txt")) == b"hello world\n"
+    assert server._resolved["/hello.txt"].prepared is None

@@ -10,7 +10,7 @@ one request: nothing of an earlier request is ever visible through it.
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, KeysView
 
 __all__ = ["Request"]
 
@@ -132,6 +132,17 @@ class Request:
             index = self._lookup()
         values = index.get(name.lower())
         return values[0] if values else default
+
+    def header_names(self) -> KeysView[str]:
+        """The names of the header fields present, lower-cased, as a set-like view.
+
+        ``{"range", "if-none-match"}.isdisjoint(req.header_names())`` asks whether any of
+        several fields is present with one lookup.
+        """
+        index = self._index
+        if index is None:
+            index = self._lookup()
+        return index.keys()
 
     def get_headers(self, name: str) -> list[str]:
         """Return every value of header ``name`` (any case), in the order received."""

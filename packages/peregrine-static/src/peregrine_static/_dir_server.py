@@ -39,7 +39,7 @@ from ._http import accepted_codings
 from ._listing import render_listing
 from ._mime import content_type_for
 from ._paths import SymlinkPolicy, resolve, resolve_leaf, split_path
-from ._respond import ENCODING_SUFFIXES, FileResponder, Variant
+from ._respond import ENCODING_SUFFIXES, PLAIN_BLOCKERS, FileResponder, Prepared, Variant
 
 __all__ = ["DirServer"]
 
@@ -54,18 +54,29 @@ _MOVED_BODY: Final = b"301 Moved Permanently\n"
 _RESOLVED_MAX_ENTRIES: Final = 4096
 _RESOLVED_MAX_PATH_CHARS: Final = 1024
 DEFAULT_PATH_CACHE_SECONDS: Final = 1.0
+_GET_OR_HEAD: Final = ("GET", "HEAD")
+_PLAIN_BLOCKERS_WITH_CODINGS: Final = PLAIN_BLOCKERS | {"accept-encoding"}
 
 
 class _Resolved:
-    """Where a raw request path led: a regular file, found by a full walk at ``walked_at``."""
+    """Where a raw request path led: a regular file, found by a full walk at ``walked_at``.
 
-    __slots__ = ("content_type", "fingerprint", "real", "walked_at")
+    ``prepared`` is its plain ``200`` once the file's contents are cached; it may be given
+    to a request that has none of ``blockers`` (conditional and ``Range`` fields, and also
+    ``Accept-Encoding`` when a precompressed sibling existed at the walk).
+    """
 
-    def __init__(self, real: str, content_type: str, fp: Fingerprint, walked_at: float) -> None:
+    __slots__ = ("blockers", "content_type", "fingerprint", "prepared", "real", "walked_at")
+
+    def __init__(
+        self, real: str, content_type: str, fp: Fingerprint, walked_at: float, blockers: frozenset[str]
+    ) -> None:
         self.real = real
         self.content_type = content_type
         self.fingerprint = fp
         self.walked_at = walked_at
+        self.blockers = blockers
+        self.prepared: Prepared | None = None
 
 
 def _check_prefix(url_prefix: object) -> str:
@@ -136,7 +147,8 @@ class DirServer:
             time): a changed, replaced or removed file is seen at once. What can lag by up
             to this long is only which file a path names while that file stays untouched
             (a new index file in front of another, a directory swapped for a symbolic link
-            to the same files). 0 walks every request.
+            to the same files, a precompressed sibling created next to a file that had
+            none). 0 walks every request.
 
     Raises:
         ConfigError: an option is invalid or ``root`` is not a directory.
@@ -205,14 +217,30 @@ class DirServer:
         """
         path = req.path
         known = self._resolved.get(path)
-        if known is not None and req.method in ("GET", "HEAD"):
+        if known is not None and req.method in _GET_OR_HEAD:
             if time.monotonic() - known.walked_at < self.path_cache_seconds:
                 try:
                     st = os.stat(known.real)
                 except OSError:
                     st = None
                 if st is not None and fingerprint(st) == known.fingerprint:
-                    return self._serve_file(req, resp, Variant(known.real, st), known.content_type)
+                    prepared = known.prepared
+                    if prepared is not None:
+                        data = prepared.entry.data
+                        if data is not None and known.blockers.isdisjoint(req.header_names()):
+                            prepared.entry.used = True
+                            resp.status = 200
+                            resp.add_headers(prepared.headers)
+                            resp.set_body(data)
+                            return True
+                    variant = Variant(known.real, st)
+                    if not self._serve_file(req, resp, variant, known.content_type):
+                        return False
+                    if prepared is None or prepared.entry.data is None:
+                        known.prepared = self._responder.prepared(
+                            variant, known.content_type, vary=self.precompressed
+                        )
+                    return True
             self._resolved.pop(path, None)
         prefix = self.url_prefix
         if path.startswith(prefix):
@@ -232,7 +260,7 @@ class DirServer:
         if stat.S_ISREG(st.st_mode):
             if trailing_slash:
                 return False  # "/file.txt/" names a directory that does not exist
-            if req.method not in ("GET", "HEAD"):
+            if req.method not in _GET_OR_HEAD:
                 method_not_allowed(resp)
                 return True
             content_type = content_type_for(segments[-1])
@@ -250,7 +278,7 @@ class DirServer:
                 break
         if index is None and not self.listing:
             return False
-        if req.method not in ("GET", "HEAD"):
+        if req.method not in _GET_OR_HEAD:
             method_not_allowed(resp)
             return True
         if not trailing_slash:
@@ -272,7 +300,10 @@ class DirServer:
                 del resolved[next(iter(resolved))]
             except (KeyError, RuntimeError, StopIteration):  # another thread changed it
                 pass
-        resolved[path] = _Resolved(real, content_type, fingerprint(st), time.monotonic())
+        blockers = PLAIN_BLOCKERS
+        if self.precompressed and any(os.path.lexists(real + s) for s in ENCODING_SUFFIXES.values()):
+            blockers = _PLAIN_BLOCKERS_WITH_CODINGS  # negotiation needs the full path
+        resolved[path] = _Resolved(real, content_type, fingerprint(st), time.monotonic(), blockers)
 
     def _serve_file(self, req: Request, resp: Response, variant: Variant, content_type: str) -> bool:
         if not self.precompressed:

@@ -26,7 +26,7 @@ from typing import Final
 
 from peregrine_core import HeaderBlock, Request, Response
 
-from ._cache import FileCache, fingerprint
+from ._cache import CachedFile, FileCache, fingerprint
 from ._http import (
     Evaluation,
     RangeKind,
@@ -37,7 +37,7 @@ from ._http import (
     parse_range,
 )
 
-__all__ = ["ENCODING_SUFFIXES", "FileResponder", "Variant"]
+__all__ = ["ENCODING_SUFFIXES", "PLAIN_BLOCKERS", "FileResponder", "Prepared", "Variant"]
 
 #: Content coding to the suffix of its precompressed sibling and of its entity tag.
 ENCODING_SUFFIXES: Final = {"br": ".br", "gzip": ".gz"}
@@ -149,6 +149,27 @@ def _representation_headers(
     if vary:
         fields.append(("Vary", "Accept-Encoding"))
     return HeaderBlock(fields)
+
+
+class Prepared:
+    """A plain ``200`` for one cached version of a file, ready to be given again.
+
+    What :meth:`FileResponder.respond` answers to a GET or HEAD of that version without a
+    conditional or ``Range`` header: ``headers`` are those fields, and the body is
+    ``entry.data`` as long as the cache holds it (see :class:`~._cache.CachedFile`).
+    """
+
+    __slots__ = ("entry", "headers")
+
+    def __init__(self, headers: HeaderBlock, entry: CachedFile) -> None:
+        self.headers = headers
+        self.entry = entry
+
+
+#: Request fields that make :meth:`FileResponder.respond` answer other than a plain 200.
+PLAIN_BLOCKERS: Final = frozenset(
+    {"if-match", "if-unmodified-since", "if-none-match", "if-modified-since", "range", "if-range"}
+)
 
 
 class FileResponder:
@@ -293,6 +314,27 @@ class FileResponder:
         finally:
             if fd >= 0:
                 os.close(fd)
+
+    def prepared(self, variant: Variant, content_type: str, *, vary: bool) -> Prepared | None:
+        """The plain ``200`` for ``variant`` if its contents are cached at that version.
+
+        Giving ``prepared.headers`` and ``prepared.entry.data`` (while not ``None``) answers
+        exactly as :meth:`respond` would, for a GET or HEAD with none of
+        :data:`PLAIN_BLOCKERS`, as long as the file is still at ``variant.st``'s version.
+        """
+        st = variant.st
+        if st.st_size > self.max_file_bytes:
+            return None
+        entry = self.cache.entry(variant.path, st)
+        if entry is None:
+            return None
+        etag, last_modified = _validators(st, variant.encoding)
+        return Prepared(
+            _representation_headers(
+                content_type, variant.encoding, etag, last_modified, self.cache_control, vary
+            ),
+            entry,
+        )
 
     def _add_caching(self, resp: Response, vary: bool) -> None:
         if self.cache_control is not None:
