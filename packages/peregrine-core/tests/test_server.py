@@ -136,6 +136,52 @@ def test_pipelined_requests_are_answered_in_order_and_trailing_bytes_kept(server
         assert reader.response().body == b"GET /last  0\n"
 
 
+class Stamps:
+    """Records each request's ``received_at`` and when its handler began."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, tuple[float, float]] = {}
+
+    def handle_request(self, req: Request, resp: Response) -> None:
+        self.seen[req.path] = (req.received_at, time.monotonic())
+        if req.path == "/slow":
+            time.sleep(0.3)
+
+
+def test_requests_read_in_one_pass_share_a_received_at_taken_after_the_reads() -> None:
+    stamps = Stamps()
+    with (
+        serve(stamps, config=ServerConfig(workers=1)) as srv,
+        connect(srv.port) as slow,
+        connect(srv.port) as a,
+        connect(srv.port) as b,
+    ):
+        slow.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.1)  # the worker is busy in the slow handler now
+        sent_before = time.monotonic()
+        a.sendall(b"GET /a HTTP/1.1\r\nHost: x\r\n\r\nGET /a2 HTTP/1.1\r\nHost: x\r\n\r\n")
+        b.sendall(b"GET /b HTTP/1.1\r\nHost: x\r\n\r\n")
+        sent_after = time.monotonic()
+        for sock, count in ((slow, 1), (a, 2), (b, 1)):
+            reader = Reader(sock)
+            for _ in range(count):
+                assert reader.response().status == 200
+    received_a, began_a = stamps.seen["/a"]
+    # Both connections became readable during the slow handler: read in the same pass,
+    # pipelined requests included, then answered; the stamp follows every one of those reads.
+    assert stamps.seen["/a2"][0] == received_a == stamps.seen["/b"][0]
+    assert sent_after <= received_a <= began_a
+    assert sent_before <= received_a
+    assert stamps.seen["/slow"][0] < sent_before
+
+
+def test_a_request_built_by_hand_was_received_when_it_was_made() -> None:
+    before = time.monotonic()
+    req = Request("GET", "/", "HTTP/1.1", [("Host", "x")])
+    assert before <= req.received_at <= time.monotonic()
+    assert Request("GET", "/", "HTTP/1.1", [], received_at=5.0).received_at == 5.0
+
+
 def test_pipelining_client_that_does_not_read_is_paused_not_buffered() -> None:
     # A client that pipelines requests and never reads must not make the server queue a
     # response for each: once a batch cannot be sent the server stops reading, so the

@@ -351,3 +351,38 @@ def test_a_1_gb_download_keeps_memory_flat_and_other_clients_served(tmp_path: Pa
     print(f"peak RSS growth {growth_mib:.1f} MiB")
     assert latencies[len(latencies) // 2] < 0.05
     assert rss.peak - rss.start < 50 * MIB
+
+
+def test_a_change_made_before_a_request_was_sent_is_always_served(root: Path) -> None:
+    """Under load, requests share a ``stat`` only when it began after they were received:
+    a client that changes the file and then asks for it never gets the old content."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+
+    def hammer(port: int) -> None:  # keeps the remembered stat fresh, from other connections
+        try:
+            conn = http.client.HTTPConnection("127.0.0.1", port, timeout=TIMEOUT_S)
+            while not stop.is_set():
+                conn.request("GET", "/hello.txt")
+                conn.getresponse().read()
+            conn.close()
+        except BaseException as exc:  # reported by the test
+            errors.append(exc)
+
+    with serve(DirServer(root, path_cache_seconds=3600), config=ServerConfig(workers=1)) as srv:
+        threads = [threading.Thread(target=hammer, args=(srv.port,)) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=TIMEOUT_S)
+        try:
+            for i in range(150):
+                content = f"version {i:04d}\n"  # same size each time; the time tells them apart
+                write(root / "hello.txt", content, OLD_MTIME_S + 10 + i)
+                conn.request("GET", "/hello.txt")
+                assert conn.getresponse().read() == content.encode()
+        finally:
+            conn.close()
+            stop.set()
+            for thread in threads:
+                thread.join(TIMEOUT_S)
+    assert not errors

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from _support import OLD_MTIME_S, body, fetch, make_request, serve, write
 
-from peregrine_core import ConfigError, Response
+from peregrine_core import ConfigError, Request, Response
 from peregrine_static import DirServer, _dir_server
 
 
@@ -235,3 +235,51 @@ def test_nothing_is_prepared_without_a_cache(root: Path) -> None:
     for _ in range(3):
         assert body(fetch(server, "/hello.txt")) == b"hello world\n"
     assert server._resolved["/hello.txt"].prepared is None
+
+
+# --- one stat answers for the requests received before it ---------------------------------------
+
+
+@pytest.fixture
+def stat_calls(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every ``stat`` made through ``os.stat``."""
+    calls: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        calls.append(path)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(os, "stat", counting_stat)
+    return calls
+
+
+def _received(target: str, at: float) -> Request:
+    return Request("GET", target, "HTTP/1.1", [("Host", "example.test")], received_at=at)
+
+
+def test_a_stat_made_after_a_request_was_received_answers_for_it(root: Path, stat_calls: list[str]) -> None:
+    server = DirServer(root, path_cache_seconds=3600)
+    fetch(server, "/hello.txt")  # the walk
+    before = time.monotonic()  # three requests received in one pass, before any check
+    stat_calls.clear()
+    for _ in range(3):
+        assert body(_served(server, _received("/hello.txt", before))) == b"hello world\n"
+    assert stat_calls == [str(root / "hello.txt")]  # one stat, begun after they arrived
+    later = time.monotonic()  # a request received after that stat gets its own
+    assert body(_served(server, _received("/hello.txt", later))) == b"hello world\n"
+    assert len(stat_calls) == 2
+
+
+def test_a_request_received_after_a_change_never_gets_an_older_stat(root: Path) -> None:
+    server = DirServer(root, path_cache_seconds=3600)
+    for _ in range(3):
+        fetch(server, "/hello.txt")
+    write(root / "hello.txt", "HELLO WORLD\n", OLD_MTIME_S + 9)
+    assert body(_served(server, _received("/hello.txt", time.monotonic()))) == b"HELLO WORLD\n"
+
+
+def _served(server: DirServer, req: Request) -> Response:
+    resp = Response()
+    assert server.serve(req, resp) is True
+    return resp

@@ -335,7 +335,12 @@ def _check_target(method: str, target: str) -> None:
 
 
 def parse_head(
-    buf: bytes, start: int, limits: Limits, remote_addr: object = None, memo: HeadMemo | None = None
+    buf: bytes,
+    start: int,
+    limits: Limits,
+    remote_addr: object = None,
+    memo: HeadMemo | None = None,
+    received_at: float | None = None,
 ) -> Head | None:
     """Parse the request head that begins at ``buf[start]``.
 
@@ -349,6 +354,7 @@ def parse_head(
         memo: a :class:`HeadMemo` created for ``limits``: a head whose request line and
             field section are both remembered is rebuilt without validating it again (the
             answer is the same either way); an accepted head is remembered.
+        received_at: stored in the :class:`Request` (now when ``None``).
 
     Returns:
         ``None`` when the head is not complete yet and nothing seen so far is invalid,
@@ -382,7 +388,7 @@ def parse_head(
                 if fields is not None:
                     headers, content_length, chunked, keep_alive, expect_continue, upgrade = fields
                     return Head(
-                        Request(method, target, version, list(headers), b"", remote_addr),
+                        Request(method, target, version, list(headers), b"", remote_addr, received_at),
                         end + 4,
                         content_length,
                         chunked,
@@ -400,15 +406,15 @@ def parse_head(
             line = lines[0]
             if len(line) <= limits.max_request_line_bytes:
                 method, target, version = _parse_request_line(line)
-                head = _build_head(method, target, version, lines, end + 4, remote_addr)
+                head = _build_head(method, target, version, lines, end + 4, remote_addr, received_at)
                 if memo is not None:
                     memo._remember(buf, start, len(line), end, head)
                 return head
-    return _parse_head_carefully(buf, start, end, limits, remote_addr)
+    return _parse_head_carefully(buf, start, end, limits, remote_addr, received_at)
 
 
 def _parse_head_carefully(
-    buf: bytes, start: int, end: int, limits: Limits, remote_addr: object
+    buf: bytes, start: int, end: int, limits: Limits, remote_addr: object, received_at: float | None
 ) -> Head | None:
     """Parse a head that is incomplete or has a defect, reporting the earliest violation.
 
@@ -440,11 +446,17 @@ def _parse_head_carefully(
     section = buf[fields_start : end + 2]  # every field line with its CRLF; b"" if none
     _check_field_lines(section, False, max_count, "header")
     lines = ["", *section[:-2].decode("latin-1").split("\r\n")] if section else [""]
-    return _build_head(method, target, version, lines, end + 4, remote_addr)
+    return _build_head(method, target, version, lines, end + 4, remote_addr, received_at)
 
 
 def _build_head(
-    method: str, target: str, version: str, lines: list[str], end: int, remote_addr: object
+    method: str,
+    target: str,
+    version: str,
+    lines: list[str],
+    end: int,
+    remote_addr: object,
+    received_at: float | None,
 ) -> Head:
     """Parse the field lines ``lines[1:]`` (free of CR, LF and controls) and apply the
     framing and connection rules of RFC 9112 §3.2, §6, §9 and RFC 9110 §7.2, §10.1."""
@@ -533,7 +545,7 @@ def _build_head(
             elif item:
                 raise _bad("unsupported expectation (only 100-continue is)", 417)
 
-    request = Request(method, target, version, headers, b"", remote_addr)
+    request = Request(method, target, version, headers, b"", remote_addr, received_at)
     return Head(request, end, max(content_length, 0), chunked, keep_alive, expect_continue, upgrade)
 
 

@@ -10,6 +10,7 @@ one request: nothing of an earlier request is ever visible through it.
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator, KeysView
 
 __all__ = ["Request"]
@@ -26,9 +27,25 @@ class Request:
         headers: the header fields as ``(name, value)`` pairs in the order received.
         body: the request body (``b""`` when there is none); chunked bodies are decoded.
         remote_addr: the peer's address as returned by ``accept()``.
+        received_at: a :func:`time.monotonic` time by which the request had been received
+            in full (taken after the read that completed it; the time of construction when
+            not given). Whatever is observed after it is at least as new as the request,
+            so a check made after one request's ``received_at`` also answers for any other
+            request whose ``received_at`` is not later: the server reads every ready
+            connection before it answers any, so the requests of one pass share it.
     """
 
-    __slots__ = ("_index", "_path_end", "body", "headers", "method", "remote_addr", "target", "version")
+    __slots__ = (
+        "_index",
+        "_path_end",
+        "body",
+        "headers",
+        "method",
+        "received_at",
+        "remote_addr",
+        "target",
+        "version",
+    )
 
     def __init__(
         self,
@@ -38,6 +55,7 @@ class Request:
         headers: list[tuple[str, str]],
         body: bytes = b"",
         remote_addr: object = None,
+        received_at: float | None = None,
     ) -> None:
         self.method = method
         self.target = target
@@ -47,6 +65,7 @@ class Request:
         self.remote_addr = remote_addr
         self._index: dict[str, list[str]] | None = None
         self._path_end = -2
+        self.received_at = time.monotonic() if received_at is None else received_at
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r} {self.version}>"

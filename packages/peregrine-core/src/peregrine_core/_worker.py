@@ -1,8 +1,10 @@
 """A worker thread: one poller, its connections, the handler calls and the deadlines.
 
 Strategy: level-triggered readiness. A connection is registered for READ while it has no
-output queued and for WRITE (only) while it has. Every complete request found in what was
-read is parsed and answered in order (up to ``max_pipelined_requests`` per batch); the
+output queued and for WRITE (only) while it has. Each pass of the loop first reads every
+connection the poller reported, then takes the clock (``Request.received_at``: every request
+of the pass had been received by then), then parses and answers what was read. Every
+complete request is answered in order (up to ``max_pipelined_requests`` per batch); the
 responses of a batch are written together. The worker sleeps in ``poll()`` until the next
 deadline or a wake-up (new connections, shutdown); with no connection it sleeps indefinitely.
 
@@ -122,6 +124,8 @@ class Worker:
         self._inbox: deque[tuple[socket.socket, object]] = deque()
         self._conns: dict[int, Connection] = {}
         self._ready: deque[Connection] = deque()  # connections with buffered requests to parse
+        self._read: list[Connection] = []  # connections read from in this pass, to parse
+        self._received = time.monotonic()  # taken after the reads of the latest pass
         self._stopping = False
         self._force = False
         self._stop_deadline = 0.0
@@ -176,6 +180,7 @@ class Worker:
         wake_fd = waker.fileno()
         poller.register(wake_fd, READ)
         conns = self._conns
+        read = self._read
         ready = self._ready
         monotonic = time.monotonic
         try:
@@ -209,6 +214,16 @@ class Worker:
                             self._on_readable(conn)
                     except Exception:
                         self._crashed(conn)
+                if read:  # every ready connection has been read: now answer them
+                    self._received = monotonic()
+                    for conn in read:
+                        if conn.inbuf and not conn.writing and conn.state != _CLOSED:
+                            data, conn.inbuf = conn.inbuf, b""
+                            try:
+                                self._process(conn, data)
+                            except Exception:
+                                self._crashed(conn)
+                    read.clear()
                 while ready:
                     conn = ready.popleft()
                     if conn.inbuf and not conn.writing and conn.state == _IDLE:
@@ -334,8 +349,8 @@ class Worker:
                 conn.inbuf = inbuf + data
                 return
             data = inbuf + data
-            conn.inbuf = b""
-        self._process(conn, data)
+        conn.inbuf = data
+        self._read.append(conn)  # parsed once every ready connection has been read
 
     def _process(self, conn: Connection, buf: bytes) -> None:
         """Parse and answer every complete request in ``buf``; keep the rest."""
@@ -344,6 +359,7 @@ class Worker:
         answered = 0
         limits = self._limits
         memo = self._memo
+        received = self._received
         batch_max = self._config.max_pipelined_requests
         try:
             while pos < end or conn.state == _BODY:
@@ -379,7 +395,7 @@ class Worker:
                         if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
                             pos = end
                             break
-                    parsed = parse_head(buf, pos, limits, conn.addr, memo)
+                    parsed = parse_head(buf, pos, limits, conn.addr, memo, received)
                     if parsed is None:
                         if state == _IDLE:  # the head's deadline runs from its first byte
                             conn.state = _HEAD

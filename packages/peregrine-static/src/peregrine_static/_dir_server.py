@@ -24,7 +24,7 @@ from urllib.parse import quote
 
 from peregrine_core import ConfigError, Request, Response
 
-from ._cache import FileCache, Fingerprint, fingerprint
+from ._cache import FileCache, fingerprint
 from ._common import (
     DEFAULT_CACHE_BUDGET_BYTES,
     DEFAULT_CACHE_CONTROL,
@@ -56,27 +56,48 @@ _RESOLVED_MAX_PATH_CHARS: Final = 1024
 DEFAULT_PATH_CACHE_SECONDS: Final = 1.0
 _GET_OR_HEAD: Final = ("GET", "HEAD")
 _PLAIN_BLOCKERS_WITH_CODINGS: Final = PLAIN_BLOCKERS | {"accept-encoding"}
+_NEVER: Final = float("-inf")
 
 
 class _Resolved:
     """Where a raw request path led: a regular file, found by a full walk at ``walked_at``.
 
-    ``prepared`` is its plain ``200`` once the file's contents are cached; it may be given
+    ``checked`` is the latest ``stat`` that showed the file unchanged, with a monotonic time
+    taken just before it; it answers for every request received before that time.
+    ``prepared`` is the file's plain ``200`` once its contents are cached; it may be given
     to a request that has none of ``blockers`` (conditional and ``Range`` fields, and also
     ``Accept-Encoding`` when a precompressed sibling existed at the walk).
     """
 
-    __slots__ = ("blockers", "content_type", "fingerprint", "prepared", "real", "walked_at")
+    __slots__ = ("blockers", "checked", "content_type", "fingerprint", "prepared", "real", "walked_at")
 
-    def __init__(
-        self, real: str, content_type: str, fp: Fingerprint, walked_at: float, blockers: frozenset[str]
-    ) -> None:
+    def __init__(self, real: str, content_type: str, st: os.stat_result, blockers: frozenset[str]) -> None:
         self.real = real
         self.content_type = content_type
-        self.fingerprint = fp
-        self.walked_at = walked_at
+        self.fingerprint = fingerprint(st)
+        self.walked_at = time.monotonic()
         self.blockers = blockers
+        self.checked = (_NEVER, st)
         self.prepared: Prepared | None = None
+
+    def current_stat(self, received_at: float) -> os.stat_result | None:
+        """The file's ``stat`` if it is still the file the walk found, else ``None``.
+
+        A ``stat`` begun after the request had been received shows a state at least as new
+        as the request, so the latest one is reused when it was; otherwise one is made.
+        """
+        checked_at, st = self.checked
+        if checked_at >= received_at:
+            return st
+        checked_at = time.monotonic()
+        try:
+            st = os.stat(self.real)
+        except OSError:
+            return None
+        if fingerprint(st) != self.fingerprint:
+            return None
+        self.checked = (checked_at, st)  # one tuple: other threads see both or neither
+        return st
 
 
 def _check_prefix(url_prefix: object) -> str:
@@ -142,7 +163,8 @@ class DirServer:
             older than ``<file>``.
         path_cache_seconds: how long the walk from a request path to a regular file is
             remembered. Within that time a request for the same path costs one ``stat`` of
-            the file instead of one ``lstat`` per segment, and is served only if the file is
+            the file instead of one ``lstat`` per segment (or none, when a ``stat`` begun
+            after the request's ``received_at`` is at hand), and is served only if the file is
             still the very one the walk found (same device, inode, size and modification
             time): a changed, replaced or removed file is seen at once. What can lag by up
             to this long is only which file a path names while that file stays untouched
@@ -219,11 +241,8 @@ class DirServer:
         known = self._resolved.get(path)
         if known is not None and req.method in _GET_OR_HEAD:
             if time.monotonic() - known.walked_at < self.path_cache_seconds:
-                try:
-                    st = os.stat(known.real)
-                except OSError:
-                    st = None
-                if st is not None and fingerprint(st) == known.fingerprint:
+                st = known.current_stat(req.received_at)
+                if st is not None:
                     prepared = known.prepared
                     if prepared is not None:
                         data = prepared.entry.data
@@ -303,7 +322,7 @@ class DirServer:
         blockers = PLAIN_BLOCKERS
         if self.precompressed and any(os.path.lexists(real + s) for s in ENCODING_SUFFIXES.values()):
             blockers = _PLAIN_BLOCKERS_WITH_CODINGS  # negotiation needs the full path
-        resolved[path] = _Resolved(real, content_type, fingerprint(st), time.monotonic(), blockers)
+        resolved[path] = _Resolved(real, content_type, st, blockers)
 
     def _serve_file(self, req: Request, resp: Response, variant: Variant, content_type: str) -> bool:
         if not self.precompressed:
