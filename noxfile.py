@@ -1,4 +1,4 @@
-"""Development sessions: one per package, plus lint and repository checks.
+"""Development sessions: one per package, plus lint, repository checks and the benchmark harness.
 
 ``nox`` runs every session CI needs. A package session installs only that package, the
 sibling packages it declares (from this checkout) and its ``test`` extra, so an undeclared
@@ -21,7 +21,7 @@ PACKAGES = {
     "static": "peregrine-static",
     "examples": "peregrine-examples",
 }
-nox.options.sessions = [*PACKAGES, "lint", "repo"]
+nox.options.sessions = [*PACKAGES, "lint", "repo", "harness"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -79,6 +79,16 @@ def build(session: nox.Session) -> None:
     for dist in PACKAGES.values():
         session.run("python", "-m", "build", "--outdir", str(out), str(ROOT / "packages" / dist))
     session.run("twine", "check", *[str(p) for p in out.iterdir()])
+
+
+@nox.session(tags=["harness"])
+def harness(session: nox.Session) -> None:
+    """The benchmark harness: mypy, its unit tests and a ``--quick`` smoke run (no timing checked)."""
+    session.install("pytest>=8", "mypy>=1.10")
+    bench_dir = ROOT / "tools" / "bench"
+    session.run("mypy", "--strict", *sorted(str(p) for p in bench_dir.glob("*.py")))
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(bench_dir))
+    session.run("python", str(bench_dir / "run.py"), "--quick")
 
 
 @nox.session(default=False)

@@ -48,6 +48,7 @@ from typing import Final
 import loadgen
 import proctree
 import report
+import running
 import servers
 from apps._body import BODY_BYTES
 
@@ -316,7 +317,7 @@ def run_one(
 ) -> report.RunRecord:
     """Start ``spec``, warm it up, measure it under ``scn``, stop it; never raises for a failure."""
     try:
-        server = servers.start(spec, env)
+        server = running.start(spec, env)
     except servers.StartError as exc:
         return report.RunRecord(
             round_index, scn.key, spec.name, None, error=f"did not start: {exc}"
@@ -378,7 +379,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return _main(plan, started, workdir, notes)
     finally:
-        servers.stop_all()
+        running.stop_all()
         if plan.keep_workdir:
             log(f"configs and server logs kept in {workdir}")
         else:
@@ -417,7 +418,7 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
             log(_progress(index, len(runs), record))
     except (KeyboardInterrupt, SystemExit):  # SIGINT; SIGTERM and SIGHUP raise SystemExit
         interrupted = True
-        servers.stop_all()
+        running.stop_all()
         notes.append(
             f"Interrupted: {len(records)} of {len(runs)} runs made; the report is partial."
         )
