@@ -156,6 +156,9 @@ def test_requests_read_in_one_pass_share_a_received_at_taken_after_the_reads() -
         connect(srv.port) as a,
         connect(srv.port) as b,
     ):
+        for sock in (a, b):  # both connections are with the worker before the test starts
+            sock.sendall(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+            assert Reader(sock).response().status == 200
         slow.sendall(b"GET /slow HTTP/1.1\r\nHost: x\r\n\r\n")
         time.sleep(0.1)  # the worker is busy in the slow handler now
         sent_before = time.monotonic()
@@ -173,6 +176,25 @@ def test_requests_read_in_one_pass_share_a_received_at_taken_after_the_reads() -
     assert sent_after <= received_a <= began_a
     assert sent_before <= received_a
     assert stamps.seen["/slow"][0] < sent_before
+
+
+@pytest.mark.parametrize(
+    ("head", "rest"),
+    [
+        (b"POST /late HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nab", b"cde"),
+        (b"POST /late HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nab", b"cde\r\n0\r\n\r\n"),
+    ],
+)
+def test_a_body_that_arrives_later_moves_received_at_to_its_last_byte(head: bytes, rest: bytes) -> None:
+    stamps = Stamps()
+    with serve(stamps, config=ServerConfig(workers=1)) as srv, connect(srv.port) as sock:
+        sock.sendall(head)
+        time.sleep(0.2)  # the head is parsed; the body is not complete
+        sent = time.monotonic()
+        sock.sendall(rest)
+        assert Reader(sock).response().status == 200
+    received, began = stamps.seen["/late"]
+    assert sent <= received <= began
 
 
 def test_a_request_built_by_hand_was_received_when_it_was_made() -> None:

@@ -383,6 +383,7 @@ class Worker:
                             break
                         head.request.body = bytes(body)
                         conn.body = bytearray()
+                    head.request.received_at = received  # its last byte came in this pass
                     conn.head = None
                 else:
                     if state == _IDLE:

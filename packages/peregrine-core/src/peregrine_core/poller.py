@@ -65,7 +65,11 @@ class EpollPoller:
 
     def __init__(self) -> None:
         self._ep = select.epoll()
-        self._max = 1024
+        # A worker reads every connection one poll reports before it answers any, so this
+        # bounds how many reads a response may wait behind. The kernel hands the ready
+        # list out round-robin, so the rest come next time. 64 against 1024, wrk -c1000,
+        # seven interleaved pairs: the same requests/s, p99 12.5 against 13.7 ms (medians).
+        self._max = 64
 
     def register(self, fd: int, events: int) -> None:
         self._ep.register(fd, events)  # READ/WRITE equal EPOLLIN/EPOLLOUT
