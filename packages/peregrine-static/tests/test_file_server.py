@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
 from _support import DATA_100, LARGE, OLD_MTIME_S, body, fetch, serve, write
 
-from peregrine_core import ConfigError
+from peregrine_core import ConfigError, Request, Response
 from peregrine_static import FileServer
 
 
@@ -79,6 +80,29 @@ def test_replaced_file_is_picked_up(root: Path) -> None:
     write(root / "new.txt", "new content\n", OLD_MTIME_S + 1)
     os.replace(root / "new.txt", root / "hello.txt")
     assert body(fetch(server, "/")) == b"new content\n"
+
+
+def test_one_stat_answers_for_the_requests_received_before_it(
+    root: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[str] = []
+    real_stat = os.stat
+
+    def counting_stat(path: str, *args: object, **kwargs: object) -> os.stat_result:
+        calls.append(path)
+        return real_stat(path, *args, **kwargs)  # type: ignore[arg-type]
+
+    server = FileServer(root / "hello.txt")
+    monkeypatch.setattr(os, "stat", counting_stat)
+    received = time.monotonic()  # three requests received in one pass, before any check
+    for _ in range(3):
+        resp = Response()
+        req = Request("GET", "/", "HTTP/1.1", [("Host", "x")], received_at=received)
+        assert server.serve(req, resp) is True and body(resp) == b"hello world\n"
+    assert calls == [str(root / "hello.txt")]
+    write(root / "hello.txt", "HELLO WORLD\n", OLD_MTIME_S + 3)  # then a change, then a request
+    assert body(fetch(server, "/")) == b"HELLO WORLD\n"
+    assert calls.count(str(root / "hello.txt")) == 2
 
 
 @pytest.mark.parametrize(

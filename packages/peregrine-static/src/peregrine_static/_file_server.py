@@ -1,8 +1,10 @@
 """``FileServer``: serve one file, whatever the request path, with the same validators,
 conditional requests and ranges as :class:`DirServer`.
 
-The path is resolved once, when the server is created; each request costs one ``stat``, so
-a file replaced on disk (by ``rename`` or in place) is picked up at once.
+The path is resolved once, when the server is created. Each request is checked with a
+``stat`` begun after it was received (requests read in the same pass of the server's loop
+share one: see ``Request.received_at``), so a file replaced on disk (by ``rename`` or in
+place) is picked up at once.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ from __future__ import annotations
 import os
 import re
 import stat
+import time
 from typing import Final
 
 from peregrine_core import ConfigError, Request, Response
@@ -80,6 +83,8 @@ class FileServer:
         self._responder = FileResponder(
             FileCache(self.cache_max_file_bytes), self.cache_max_file_bytes, self.cache_control
         )
+        # The latest successful stat, with a monotonic time taken just before it.
+        self._checked: tuple[float, os.stat_result] | None = None
 
     def __repr__(self) -> str:
         return f"FileServer({self.path!r})"
@@ -97,10 +102,16 @@ class FileServer:
             regular file; ``True`` when ``resp`` holds the answer (200, 206, 304, 412, 416,
             or 405 for a method other than GET and HEAD).
         """
-        try:
-            st = os.stat(self.path)
-        except OSError:
-            return False
+        checked = self._checked
+        if checked is not None and checked[0] >= req.received_at:
+            st = checked[1]  # begun after this request was received: as new as it needs
+        else:
+            checked_at = time.monotonic()
+            try:
+                st = os.stat(self.path)
+            except OSError:
+                return False
+            self._checked = (checked_at, st)  # one tuple: other threads see both or neither
         if not stat.S_ISREG(st.st_mode):
             return False
         if req.method not in ("GET", "HEAD"):
