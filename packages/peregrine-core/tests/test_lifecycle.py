@@ -160,6 +160,26 @@ def test_shutdown_lets_the_in_flight_request_finish_and_closes_idle_connections(
     idle.close()
 
 
+def test_a_request_waiting_on_an_idle_connection_at_shutdown_is_answered_not_reset() -> None:
+    handler = Slow()
+    server = Server(handler, host="127.0.0.1", port=0, config=ServerConfig(workers=1, graceful_timeout=5.0))
+    thread = _run_in_thread(server)
+    with connect(server.port) as idle, connect(server.port) as busy:
+        idle.sendall(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")
+        idle_reader = Reader(idle)
+        assert idle_reader.response().body == b"/warm"  # idle, with the worker
+        busy.sendall(b"GET /sleep HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(0.2)  # the worker is in the slow handler
+        idle.sendall(b"GET /late HTTP/1.1\r\nHost: x\r\n\r\n")  # waits in the kernel
+        server.shutdown()  # seen by the worker before it polls again
+        reply = idle_reader.response()
+        assert reply.body == b"/late" and reply.header("connection") == "close"
+        assert idle_reader.closed()
+        assert Reader(busy).response().body == b"/sleep"
+    thread.join(TIMEOUT)
+    assert not thread.is_alive()
+
+
 def test_shutdown_closes_what_is_still_in_flight_at_the_deadline() -> None:
     handler = Slow()
     server = Server(handler, host="127.0.0.1", port=0, config=ServerConfig(graceful_timeout=0.5))

@@ -180,7 +180,6 @@ class Worker:
         wake_fd = waker.fileno()
         poller.register(wake_fd, READ)
         conns = self._conns
-        read = self._read
         ready = self._ready
         monotonic = time.monotonic
         try:
@@ -214,16 +213,7 @@ class Worker:
                             self._on_readable(conn)
                     except Exception:
                         self._crashed(conn)
-                if read:  # every ready connection has been read: now answer them
-                    self._received = monotonic()
-                    for conn in read:
-                        if conn.inbuf and not conn.writing and conn.state != _CLOSED:
-                            data, conn.inbuf = conn.inbuf, b""
-                            try:
-                                self._process(conn, data)
-                            except Exception:
-                                self._crashed(conn)
-                    read.clear()
+                self._answer_read()  # every ready connection has been read: answer them
                 while ready:
                     conn = ready.popleft()
                     if conn.inbuf and not conn.writing and conn.state == _IDLE:
@@ -305,13 +295,13 @@ class Worker:
                 self._close(conn)
             return True
         self._take_inbox()
-        for conn in list(self._conns.values()):
-            if conn.state == _IDLE and not conn.writing and not conn.inbuf:
-                # A request may be waiting in the kernel: answer it (with Connection: close)
-                # rather than reset it.
-                self._on_readable(conn)
-                if conn.state == _IDLE and not conn.writing and self._conns.get(conn.fd) is conn:
-                    self._close(conn)
+        idle = [c for c in self._conns.values() if c.state == _IDLE and not c.writing and not c.inbuf]
+        for conn in idle:
+            self._on_readable(conn)  # a request may be waiting in the kernel:
+        self._answer_read()  # it is answered (with Connection: close) rather than reset
+        for conn in idle:
+            if conn.state == _IDLE and not conn.writing and self._conns.get(conn.fd) is conn:
+                self._close(conn)
         return not self._conns
 
     # --- reading -----------------------------------------------------------------------------
@@ -351,6 +341,25 @@ class Worker:
             data = inbuf + data
         conn.inbuf = data
         self._read.append(conn)  # parsed once every ready connection has been read
+
+    def _answer_read(self) -> None:
+        """Parse and answer what ``_on_readable`` read from every ready connection.
+
+        The clock is taken first: every request found was received by then
+        (``Request.received_at``).
+        """
+        read = self._read
+        if not read:
+            return
+        self._received = time.monotonic()
+        for conn in read:
+            if conn.inbuf and not conn.writing and conn.state != _CLOSED:
+                data, conn.inbuf = conn.inbuf, b""
+                try:
+                    self._process(conn, data)
+                except Exception:
+                    self._crashed(conn)
+        read.clear()
 
     def _process(self, conn: Connection, buf: bytes) -> None:
         """Parse and answer every complete request in ``buf``; keep the rest."""
