@@ -72,6 +72,21 @@ RESERVED = {"content-length", "transfer-encoding", "host", "connection", "expect
 
 tokens = st.text(alphabet=TCHAR, min_size=1, max_size=10)
 field_names = tokens.filter(lambda n: n.lower() not in RESERVED)
+# RFC 9110 §6.5.1: fields for framing, routing, authentication or payload handling are not
+# trailers; the codec refuses them there (Hypothesis draws such literals from its source).
+NOT_TRAILERS = {
+    *RESERVED,
+    "keep-alive",
+    "upgrade",
+    "content-type",
+    "content-encoding",
+    "content-range",
+    "authorization",
+    "proxy-authorization",
+    "cookie",
+    "set-cookie",
+}
+trailer_names = tokens.filter(lambda n: n.lower() not in NOT_TRAILERS)
 field_values = st.text(alphabet=VCHAR + OBS_TEXT + " \t", max_size=30).map(lambda v: v.strip(" \t"))
 ows = st.sampled_from(["", " ", "\t", "  ", " \t "])
 path_chars = VCHAR.replace("#", "")
@@ -83,7 +98,12 @@ absolute_targets = st.builds(
     st.from_regex(r"[a-z0-9\-]{1,12}(\.[a-z]{2,5})?(:[0-9]{1,5})?", fullmatch=True),
     st.one_of(st.just(""), origin_targets),
 )
-methods = st.one_of(st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]), tokens)
+# CONNECT takes only an authority-form target (RFC 9112 §3.2.3), which the serializer does
+# not write: a random token may be "CONNECT" (Hypothesis draws literals from the code under
+# test), and that request is rightly refused.
+methods = st.one_of(
+    st.sampled_from(["GET", "POST", "PUT", "DELETE", "PATCH"]), tokens.filter(lambda m: m != "CONNECT")
+)
 
 
 @dataclass
@@ -105,7 +125,7 @@ def chunked_encoding(draw: st.DrawFn, body: bytes) -> bytes:
         pos += size
     out.append(draw(chunk_size_text(0)) + draw(extensions()) + b"\r\n")
     for _ in range(draw(st.integers(0, 2))):
-        name = draw(field_names)
+        name = draw(trailer_names)
         out.append(f"{name}:{draw(ows)}{draw(field_values)}{draw(ows)}\r\n".encode("latin-1"))
     out.append(b"\r\n")
     return b"".join(out)
