@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Final
+from typing import Final, NamedTuple
 
-__all__ = ["cpu_seconds", "process_tree", "rss_bytes"]
+__all__ = ["CpuTimes", "cpu_times", "process_tree", "rss_bytes"]
 
 _CLOCK_TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
 
@@ -48,19 +48,31 @@ def process_tree(pid: int) -> list[int]:
     return tree
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of ``pid``'s process tree, reaped children included.
+class CpuTimes(NamedTuple):
+    """CPU seconds of a process tree, split as the kernel accounts them."""
 
-    Sums utime, stime, cutime and cstime (fields 14-17 of ``/proc/PID/stat``) over every
-    living process of the tree: a worker that dies moves its time into its parent's cutime,
-    so the sum never goes backwards.
+    user: float
+    system: float
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+
+def cpu_times(pid: int) -> CpuTimes:
+    """User and system CPU time of ``pid``'s process tree, reaped children included.
+
+    Sums utime and cutime, and stime and cstime (fields 14-17 of ``/proc/PID/stat``), over
+    every living process of the tree: a worker that dies moves its time into its parent's
+    cutime and cstime, so neither sum goes backwards.
     """
-    ticks = 0
+    user = system = 0
     for member in process_tree(pid):
         fields = _stat_fields(member)
         if fields is not None and len(fields) > 14:
-            ticks += sum(int(v) for v in fields[11:15])
-    return ticks / _CLOCK_TICKS_PER_S
+            user += int(fields[11]) + int(fields[13])
+            system += int(fields[12]) + int(fields[14])
+    return CpuTimes(user / _CLOCK_TICKS_PER_S, system / _CLOCK_TICKS_PER_S)
 
 
 _VMRSS = re.compile(r"^VmRSS:\s+(\d+)\s+kB", re.MULTILINE)

@@ -25,7 +25,7 @@ _DASH: Final = "–"
 _MIB: Final = 1024 * 1024
 _COLUMNS: Final = (
     "server", "req/s", "latency avg", "latency stdev", "latency p99", "errors", "timeouts",
-    "non-2xx", "CPU µs/req", "RSS MiB", "req/s by round",
+    "non-2xx", "CPU µs/req", "of which sys", "RSS MiB", "req/s by round",
 )  # fmt: skip
 
 
@@ -41,6 +41,7 @@ class RunRecord:
         cpu_s: server CPU time (user + system, whole process tree) during the measured run.
         rss_bytes: resident memory of the server's process tree after the run.
         error: why the run failed, or a warning about it.
+        sys_s: the system (kernel) part of ``cpu_s``.
     """
 
     round_index: int
@@ -50,6 +51,7 @@ class RunRecord:
     cpu_s: float | None = None
     rss_bytes: int | None = None
     error: str | None = None
+    sys_s: float | None = None
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -57,6 +59,13 @@ class RunRecord:
         if self.result is None or self.cpu_s is None or self.result.requests <= 0:
             return None
         return self.cpu_s * 1e6 / self.result.requests
+
+    @property
+    def sys_us_per_request(self) -> float | None:
+        """Of :attr:`cpu_us_per_request`, the microseconds spent in the kernel."""
+        if self.result is None or self.sys_s is None or self.result.requests <= 0:
+            return None
+        return self.sys_s * 1e6 / self.result.requests
 
 
 @dataclass
@@ -210,6 +219,10 @@ def _cpu(r: RunRecord) -> float | None:
     return r.cpu_us_per_request
 
 
+def _stdev(r: RunRecord) -> float | None:
+    return r.result.latency_stdev_us if r.result is not None else None
+
+
 # --- the report -----------------------------------------------------------------------------------
 
 
@@ -287,28 +300,37 @@ def _scenario_section(
                 str(sum(x.timeouts for x in results)),
                 str(sum(x.non_2xx for x in results)),
                 fmt_cpu(_median([r.cpu_us_per_request for r in good])),
+                fmt_cpu(_median([r.sys_us_per_request for r in good])),
                 fmt_mib(_median([float(r.rss_bytes) if r.rss_bytes else None for r in good])),
                 by_round + (f" ({failed} failed)" if failed else ""),
             ]
         )
     lines += _table(
         _COLUMNS,
-        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
+        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
         rows,
     )
     lines += [
         "",
         (
             "Medians over rounds; errors, timeouts and non-2xx are totals over all rounds. "
-            "CPU: the server's process tree, user + system, per request answered. "
+            "CPU: the server's process tree, user + system, per request answered; "
+            "of which sys: the part spent in the kernel (system calls, the TCP stack). "
             "RSS: the process tree after the run."
         ),
     ]
     if ours and peers:
-        lines += ["", f"Ratios in {s.key}, computed round by round (median, range):", ""]
+        lines += [
+            "",
+            (
+                f"Ratios in {s.key}, computed round by round (median, range); above 1 favours "
+                "ours in every column:"
+            ),
+            "",
+        ]
         header = ["peer"]
         for o in ours:
-            header += [f"{o} req/s ÷ peer", f"peer CPU/req ÷ {o}"]
+            header += [f"{o} req/s ÷ peer", f"peer CPU/req ÷ {o}", f"peer latency stdev ÷ {o}"]
         rows = []
         for peer in peers:
             cells = [f"`{peer}`"]
@@ -317,6 +339,11 @@ def _scenario_section(
                 cells.append(
                     fmt_ratio(
                         paired_ratios(data.records, s.key, o, peer, _cpu, peer_over_ours=True)
+                    )
+                )
+                cells.append(
+                    fmt_ratio(
+                        paired_ratios(data.records, s.key, o, peer, _stdev, peer_over_ours=True)
                     )
                 )
             rows.append(cells)

@@ -329,18 +329,27 @@ def run_one(
             with contextlib.suppress(loadgen.LoadError):
                 warm = loadgen.run_load(scn, server.url, plan.warmup_s, cpu=load_cpu, tool=tool)
                 rate_hint = warm.requests_per_s
-        cpu_before = proctree.cpu_seconds(server.pid)
+        cpu_before = proctree.cpu_times(server.pid)
         result = loadgen.run_load(
             scn, server.url, plan.duration_s, cpu=load_cpu, tool=tool, rate_hint=rate_hint
         )
-        cpu_used = proctree.cpu_seconds(server.pid) - cpu_before
+        cpu_after = proctree.cpu_times(server.pid)
         rss = proctree.rss_bytes(server.pid)
         error = None
         if not server.alive():
             error = (
                 f"exited during the run (status {server.process.returncode}):\n{server.log_tail()}"
             )
-        return report.RunRecord(round_index, scn.key, spec.name, result, cpu_used, rss, error)
+        return report.RunRecord(
+            round_index,
+            scn.key,
+            spec.name,
+            result,
+            cpu_after.total - cpu_before.total,
+            rss,
+            error,
+            sys_s=cpu_after.system - cpu_before.system,
+        )
     except loadgen.LoadError as exc:
         return report.RunRecord(
             round_index, scn.key, spec.name, None, error=f"load generator: {exc}"

@@ -6,13 +6,16 @@ and h2load 1.52.0).
 
 from __future__ import annotations
 
+import os
 import threading
+import time
 from collections.abc import Iterator
 from http.server import ThreadingHTTPServer
 
 import pytest
 
 import loadgen
+import proctree
 import report
 from apps._body import BODY, BODY_BYTES, make_body
 from apps.stdlib_app import BodyHandler
@@ -176,6 +179,51 @@ def test_cpu_per_request_is_none_without_requests() -> None:
     record = report.RunRecord(1, "wrk-c100", "x", None, cpu_s=1.0)
     assert record.cpu_us_per_request is None
     assert _record(1, "x", 1000.0, 0.01).cpu_us_per_request == pytest.approx(10.0)
+
+
+def test_cpu_times_split_user_and_system_time_of_a_process_tree() -> None:
+    before = proctree.cpu_times(os.getpid())
+    deadline = time.process_time() + 0.3
+    while time.process_time() < deadline:  # user time, with a system call each turn
+        os.stat(".")
+    after = proctree.cpu_times(os.getpid())
+    assert after.user >= before.user
+    assert after.system >= before.system
+    assert after.total == pytest.approx(after.user + after.system)
+    assert after.total - before.total >= 0.2  # clock ticks are coarse: 0.3 s less a tick or so
+
+
+def test_report_gives_system_time_and_latency_stdev_ratios() -> None:
+    def record(server: str, round_index: int, stdev_us: float, sys_s: float) -> report.RunRecord:
+        result = loadgen.LoadResult("wrk", 1000, 1.0, 1000.0, 900.0, stdev_us, 1500.0, 0, 0, 0)
+        return report.RunRecord(round_index, "wrk-c100", server, result, 0.01, 2**20, sys_s=sys_s)
+
+    records = [
+        record("peregrine", 1, 100.0, 0.006),
+        record("nginx", 1, 150.0, 0.004),
+        record("peregrine", 2, 200.0, 0.006),
+        record("nginx", 2, 100.0, 0.004),
+    ]
+    assert records[0].sys_us_per_request == pytest.approx(6.0)
+    assert report.RunRecord(1, "wrk-c100", "x", None, sys_s=1.0).sys_us_per_request is None
+    text = report.render(
+        report.ReportInput(
+            command_line="run.py",
+            started="now",
+            machine=[],
+            method=[],
+            servers=[("peregrine", "p", "1"), ("nginx", "n", "1")],
+            scenarios=[loadgen.scenario("wrk-c100")],
+            ours=["peregrine"],
+            records=records,
+        )
+    )
+    assert "peer latency stdev ÷ peregrine" in text
+    # Round 1: nginx's spread 1.5× ours; round 2: half of ours. Median 1.0, range shown.
+    assert "| `nginx` | 1.00× (1.00–1.00) | 1.00× (1.00–1.00) | 1.00× (0.50–1.50) |" in text
+    # The per-server table: CPU 10.0 µs/req, of which 6.0 (peregrine) and 4.0 (nginx) system.
+    assert "| 10.0 | 6.0 | 1 |" in text
+    assert "| 10.0 | 4.0 | 1 |" in text
 
 
 def test_durations_are_printed_in_readable_units() -> None:
