@@ -86,9 +86,13 @@ def harness(session: nox.Session) -> None:
     """The benchmark harness: mypy, its unit tests and a ``--quick`` smoke run (no timing checked)."""
     session.install("pytest>=8", "mypy>=1.10")
     bench_dir = ROOT / "tools" / "bench"
-    session.run("mypy", "--strict", *sorted(str(p) for p in bench_dir.glob("*.py")))
+    core_src = str(ROOT / "packages" / "peregrine-core" / "src")
+    session.run(
+        "mypy", "--strict", *sorted(str(p) for p in bench_dir.glob("*.py")), env={"MYPYPATH": core_src}
+    )
     session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", str(bench_dir))
     session.run("python", str(bench_dir / "run.py"), "--quick")
+    session.run("python", str(bench_dir / "hotpath.py"), "--quick")
 
 
 @nox.session(default=False)

@@ -153,6 +153,13 @@ def _stdlib(env: BenchEnv, port: int) -> list[str]:
     ]  # fmt: skip
 
 
+def _floor(env: BenchEnv, port: int) -> list[str]:
+    return [
+        env.python, "-m", "tools.bench.apps.floor_app",
+        "--host", LOOPBACK, "--port", str(port), "--backlog", str(BACKLOG_CONNECTIONS),
+    ]  # fmt: skip
+
+
 def _nginx(env: BenchEnv, port: int) -> list[str]:
     prefix = env.workdir / f"nginx-{port}"
     prefix.mkdir(mode=0o755)
@@ -352,6 +359,13 @@ SERVERS: Final[tuple[ServerSpec, ...]] = (
         _stdlib,
     ),
     ServerSpec(
+        "python-floor",
+        "pure-Python epoll loop, a prepared answer per request, nothing parsed (yardstick)",
+        False,
+        _check_nothing,
+        _floor,
+    ),
+    ServerSpec(
         "nginx", "nginx, 1 worker, static file", False, _check_binary("nginx", "nginx"), _nginx
     ),
     ServerSpec("h2o", "h2o, 1 thread, static file", False, _check_binary("h2o", "h2o"), _h2o),
@@ -486,6 +500,7 @@ def versions(env: BenchEnv) -> Mapping[str, str]:
                 if dist in dists:
                     found[name] = f"{dist} {dists[dist]}"
     found["stdlib"] = f"http.server of Python {interpreter_version(env.python)}"
+    found["python-floor"] = f"Python {interpreter_version(env.python)}"
     for name, args in (("nginx", ("-v",)), ("h2o", ("--version",))):
         binary = find_binary(name)
         if binary is None:

@@ -7,6 +7,7 @@ and h2load 1.52.0).
 from __future__ import annotations
 
 import os
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -18,6 +19,7 @@ import loadgen
 import proctree
 import report
 from apps._body import BODY, BODY_BYTES, make_body
+from apps.floor_app import serve as serve_floor
 from apps.stdlib_app import BodyHandler
 
 WRK_WITH_ERRORS = """\
@@ -273,3 +275,34 @@ def test_python_client_counts_keep_alive_and_pipelined_responses(stdlib_server: 
 def test_python_client_refuses_other_hosts() -> None:
     with pytest.raises(loadgen.LoadError, match=r"only requests 127\.0\.0\.1"):
         loadgen.python_load("http://example.com/", connections=1, duration_s=1)
+
+
+def test_floor_app_answers_every_request_even_split_or_pipelined() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    stop = threading.Event()
+    thread = threading.Thread(target=serve_floor, args=(listener, stop))
+    thread.start()
+    try:
+        port = listener.getsockname()[1]
+        url = f"http://127.0.0.1:{port}/"
+        pipelined = loadgen.python_load(url, connections=2, duration_s=1, pipeline_depth=4)
+        assert pipelined.requests > 0
+        assert pipelined.requests % 4 == 0
+        assert (pipelined.errors, pipelined.non_2xx) == (0, 0)
+        with socket.create_connection(("127.0.0.1", port), timeout=5) as client:
+            client.sendall(b"GET / HTTP/1.1\r\nHost: x\r\n")
+            time.sleep(0.05)  # the head's end arrives in a second read
+            client.sendall(b"\r\nGET / HTTP/1.1\r\nHost: x\r\n\r\n")
+            received = b""
+            while received.count(BODY) < 2:
+                chunk = client.recv(65536)
+                assert chunk, "the connection closed before both answers"
+                received += chunk
+        assert received.startswith(b"HTTP/1.1 200 OK\r\n")
+        assert received.count(b"HTTP/1.1 200 OK\r\n") == 2
+        assert b"Content-Length: 6150\r\n" in received
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+        listener.close()
+    assert not thread.is_alive()
