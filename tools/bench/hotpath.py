@@ -22,13 +22,13 @@ from typing import Final
 ROOT: Final = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT / "packages" / "peregrine-core" / "src"))
 
-from peregrine_core._config import ServerConfig  # noqa: E402
-from peregrine_core._connection import Connection  # noqa: E402
-from peregrine_core._h1 import parse_head  # noqa: E402
-from peregrine_core._response import Response  # noqa: E402
-from peregrine_core._worker import Worker  # noqa: E402
+from peregrine_core._config import ServerConfig
+from peregrine_core._connection import Connection
+from peregrine_core._h1 import parse_head
+from peregrine_core._response import Response
+from peregrine_core._worker import Worker
 
-from apps.peregrine_app import Handler  # noqa: E402
+from apps.peregrine_app import Handler
 
 REQUEST: Final = b"GET / HTTP/1.1\r\nHost: 127.0.0.1:3000\r\n\r\n"
 """What wrk sends."""
@@ -120,16 +120,22 @@ def parts_us(number: int) -> list[tuple[str, float]]:
         ("_respond: handler and response bytes", respond),
         ("_respond, then _send: flush and keep-alive deadline", respond_send),
     ]  # fmt: skip
-    return [(name, min(timeit.repeat(fn, number=number, repeat=5)) * 1e6 / number) for name, fn in steps]
+    return [
+        (name, min(timeit.repeat(fn, number=number, repeat=5)) * 1e6 / number) for name, fn in steps
+    ]
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--quick", action="store_true", help="a few thousand requests: a smoke run")
     args = parser.parse_args()
     passes, number = (20, 2000) if args.quick else (2000, 200_000)
     print(f"Python {sys.version.split()[0]}")
-    print(f"{per_request_us(passes):7.3f} µs  whole path, per request (passes of {PASS_CONNECTIONS} connections)")
+    print(
+        f"{per_request_us(passes):7.3f} µs  whole path, per request (passes of {PASS_CONNECTIONS} connections)"
+    )
     for name, us in parts_us(number):
         print(f"{us:7.3f} µs  {name}")
 

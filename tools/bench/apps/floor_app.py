@@ -27,9 +27,11 @@ _END: Final = b"\r\n\r\n"
 
 def response() -> bytes:
     """The 200 Peregrine sends for the benchmark body, with the current date."""
-    return (
-        b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n\r\n%s"
-        % (CONTENT_TYPE.encode("latin-1"), len(BODY), formatdate(usegmt=True).encode(), BODY)
+    return b"HTTP/1.1 200 OK\r\nContent-Type: %s\r\nContent-Length: %d\r\nDate: %s\r\n\r\n%s" % (
+        CONTENT_TYPE.encode("latin-1"),
+        len(BODY),
+        formatdate(usegmt=True).encode(),
+        BODY,
     )
 
 
