@@ -367,8 +367,10 @@ def _progress(index: int, total: int, record: report.RunRecord) -> str:
         return f"{prefix} FAILED: {first}"
     r = record.result
     return (
-        f"{prefix} {report.fmt_rate(r.requests_per_s):>9} req/s  p99 {report.fmt_us(r.latency_p99_us):>9}  "
-        f"CPU {report.fmt_cpu(record.cpu_us_per_request):>6} µs/req  "
+        f"{prefix} {report.fmt_rate(r.requests_per_s):>9} req/s  "
+        f"stdev {report.fmt_us(r.latency_stdev_us):>9}  p99 {report.fmt_us(r.latency_p99_us):>9}  "
+        f"CPU {report.fmt_cpu(record.cpu_us_per_request):>6} µs/req "
+        f"(sys {report.fmt_cpu(record.sys_us_per_request)})  "
         f"errors {r.errors} timeouts {r.timeouts} non-2xx {r.non_2xx}"
     )
 
