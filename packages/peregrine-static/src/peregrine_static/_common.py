@@ -7,15 +7,20 @@ same :func:`not_found`, byte for byte, so that a client cannot tell them apart.
 
 from __future__ import annotations
 
+import os
+import time
 from typing import Final
 
 from peregrine_core import ConfigError, Response
+
+from ._cache import Fingerprint, fingerprint
 
 __all__ = [
     "ALLOWED_METHODS",
     "DEFAULT_CACHE_BUDGET_BYTES",
     "DEFAULT_CACHE_CONTROL",
     "DEFAULT_CACHE_MAX_FILE_BYTES",
+    "FreshStat",
     "check_cache_control",
     "check_seconds",
     "check_size",
@@ -28,6 +33,7 @@ DEFAULT_CACHE_CONTROL: Final = "no-cache"
 DEFAULT_CACHE_MAX_FILE_BYTES: Final = 64 * 1024
 DEFAULT_CACHE_BUDGET_BYTES: Final = 32 * 1024 * 1024
 ALLOWED_METHODS: Final = "GET, HEAD"
+_NEVER: Final = float("-inf")
 
 _NOT_FOUND_BODY: Final = b"404 Not Found\n"
 _NOT_ALLOWED_BODY: Final = b"405 Method Not Allowed\n"
@@ -76,3 +82,42 @@ def check_cache_control(value: object) -> str | None:
     if any((ord(c) < 0x20 and c != "\t") or ord(c) == 0x7F or ord(c) > 0xFF for c in value):
         raise ConfigError(f"cache_control {value!r} contains a character not allowed in a header")
     return value
+
+
+class FreshStat:
+    """A path's latest ``stat``, reused for every request received before it began.
+
+    A ``stat`` begun after a request had been received shows a state at least as new as the
+    request (``Request.received_at``), so it answers for that request exactly as one made
+    for it would: the requests read in one pass of the server's loop share one.
+
+    Args:
+        path: the path to ``stat``.
+        expect: the fingerprint the file must still have; a ``stat`` showing another
+            version gives ``None`` and is not kept. ``None``: any version will do.
+    """
+
+    __slots__ = ("_checked", "_expect", "_path")
+
+    def __init__(self, path: str, expect: Fingerprint | None = None) -> None:
+        self._path = path
+        self._expect = expect
+        # (monotonic time taken just before the stat, the stat): one tuple, so that other
+        # threads see both or neither.
+        self._checked: tuple[float, os.stat_result | None] = (_NEVER, None)
+
+    def get(self, received_at: float) -> os.stat_result | None:
+        """The path's ``stat`` as of ``received_at`` or later; ``None`` when it is gone
+        (or, with ``expect``, no longer that version)."""
+        checked_at, st = self._checked
+        if checked_at >= received_at:
+            return st
+        checked_at = time.monotonic()
+        try:
+            st = os.stat(self._path)
+        except OSError:
+            return None
+        if self._expect is not None and fingerprint(st) != self._expect:
+            return None
+        self._checked = (checked_at, st)
+        return st

@@ -29,6 +29,7 @@ from ._common import (
     DEFAULT_CACHE_BUDGET_BYTES,
     DEFAULT_CACHE_CONTROL,
     DEFAULT_CACHE_MAX_FILE_BYTES,
+    FreshStat,
     check_cache_control,
     check_seconds,
     check_size,
@@ -56,48 +57,27 @@ _RESOLVED_MAX_PATH_CHARS: Final = 1024
 DEFAULT_PATH_CACHE_SECONDS: Final = 1.0
 _GET_OR_HEAD: Final = ("GET", "HEAD")
 _PLAIN_BLOCKERS_WITH_CODINGS: Final = PLAIN_BLOCKERS | {"accept-encoding"}
-_NEVER: Final = float("-inf")
 
 
 class _Resolved:
     """Where a raw request path led: a regular file, found by a full walk at ``walked_at``.
 
-    ``checked`` is the latest ``stat`` that showed the file unchanged, with a monotonic time
-    taken just before it; it answers for every request received before that time.
+    ``stat`` gives the file's ``stat`` while it is still the version the walk found
+    (one ``stat`` answers for every request received before it began).
     ``prepared`` is the file's plain ``200`` once its contents are cached; it may be given
     to a request that has none of ``blockers`` (conditional and ``Range`` fields, and also
     ``Accept-Encoding`` when a precompressed sibling existed at the walk).
     """
 
-    __slots__ = ("blockers", "checked", "content_type", "fingerprint", "prepared", "real", "walked_at")
+    __slots__ = ("blockers", "content_type", "prepared", "real", "stat", "walked_at")
 
     def __init__(self, real: str, content_type: str, st: os.stat_result, blockers: frozenset[str]) -> None:
         self.real = real
         self.content_type = content_type
-        self.fingerprint = fingerprint(st)
+        self.stat = FreshStat(real, fingerprint(st))
         self.walked_at = time.monotonic()
         self.blockers = blockers
-        self.checked = (_NEVER, st)
         self.prepared: Prepared | None = None
-
-    def current_stat(self, received_at: float) -> os.stat_result | None:
-        """The file's ``stat`` if it is still the file the walk found, else ``None``.
-
-        A ``stat`` begun after the request had been received shows a state at least as new
-        as the request, so the latest one is reused when it was; otherwise one is made.
-        """
-        checked_at, st = self.checked
-        if checked_at >= received_at:
-            return st
-        checked_at = time.monotonic()
-        try:
-            st = os.stat(self.real)
-        except OSError:
-            return None
-        if fingerprint(st) != self.fingerprint:
-            return None
-        self.checked = (checked_at, st)  # one tuple: other threads see both or neither
-        return st
 
 
 def _check_prefix(url_prefix: object) -> str:
@@ -241,7 +221,7 @@ class DirServer:
         known = self._resolved.get(path)
         if known is not None and req.method in _GET_OR_HEAD:
             if time.monotonic() - known.walked_at < self.path_cache_seconds:
-                st = known.current_stat(req.received_at)
+                st = known.stat.get(req.received_at)
                 if st is not None:
                     prepared = known.prepared
                     if prepared is not None:

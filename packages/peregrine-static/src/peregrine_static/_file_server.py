@@ -12,7 +12,6 @@ from __future__ import annotations
 import os
 import re
 import stat
-import time
 from typing import Final
 
 from peregrine_core import ConfigError, Request, Response
@@ -21,6 +20,7 @@ from ._cache import FileCache
 from ._common import (
     DEFAULT_CACHE_CONTROL,
     DEFAULT_CACHE_MAX_FILE_BYTES,
+    FreshStat,
     check_cache_control,
     check_size,
     method_not_allowed,
@@ -83,8 +83,7 @@ class FileServer:
         self._responder = FileResponder(
             FileCache(self.cache_max_file_bytes), self.cache_max_file_bytes, self.cache_control
         )
-        # The latest successful stat, with a monotonic time taken just before it.
-        self._checked: tuple[float, os.stat_result] | None = None
+        self._stat = FreshStat(real)
 
     def __repr__(self) -> str:
         return f"FileServer({self.path!r})"
@@ -102,17 +101,8 @@ class FileServer:
             regular file; ``True`` when ``resp`` holds the answer (200, 206, 304, 412, 416,
             or 405 for a method other than GET and HEAD).
         """
-        checked = self._checked
-        if checked is not None and checked[0] >= req.received_at:
-            st = checked[1]  # begun after this request was received: as new as it needs
-        else:
-            checked_at = time.monotonic()
-            try:
-                st = os.stat(self.path)
-            except OSError:
-                return False
-            self._checked = (checked_at, st)  # one tuple: other threads see both or neither
-        if not stat.S_ISREG(st.st_mode):
+        st = self._stat.get(req.received_at)
+        if st is None or not stat.S_ISREG(st.st_mode):
             return False
         if req.method not in ("GET", "HEAD"):
             method_not_allowed(resp)
