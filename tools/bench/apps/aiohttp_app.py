@@ -6,11 +6,10 @@ Run: ``python -m tools.bench.apps.aiohttp_app --port P --host 127.0.0.1 [--backl
 
 from __future__ import annotations
 
-import argparse
-
 from aiohttp import web
 
 from ._body import BODY, CONTENT_TYPE
+from ._cli import listen_args
 
 _HEADERS = {"Content-Type": CONTENT_TYPE}
 
@@ -22,11 +21,7 @@ async def index(request: web.Request) -> web.Response:
 
 def main() -> None:
     """Parse ``--host/--port/--backlog`` and serve until SIGINT or SIGTERM."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--backlog", type=int, default=128)
-    args = parser.parse_args()
+    args = listen_args(__doc__, default_backlog=128)
     app = web.Application()
     app.router.add_get("/", index)
     web.run_app(

@@ -11,7 +11,6 @@ Run: ``python -m tools.bench.apps.floor_app --port P --host 127.0.0.1 [--backlog
 
 from __future__ import annotations
 
-import argparse
 import select
 import signal
 import socket
@@ -21,6 +20,7 @@ from email.utils import formatdate
 from typing import Final
 
 from ._body import BODY, CONTENT_TYPE
+from ._cli import listen_args
 
 _END: Final = b"\r\n\r\n"
 
@@ -108,11 +108,7 @@ def serve(listener: socket.socket, stop: threading.Event) -> None:
 
 def main() -> None:
     """Parse ``--host/--port/--backlog`` and serve until interrupted."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--backlog", type=int, default=128)
-    args = parser.parse_args()
+    args = listen_args(__doc__, default_backlog=128)
     listener = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     listener.bind((args.host, args.port))

@@ -9,11 +9,11 @@ Run: ``python -m tools.bench.apps.stdlib_app --port P --host 127.0.0.1 [--backlo
 
 from __future__ import annotations
 
-import argparse
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
 from ._body import BODY, CONTENT_TYPE
+from ._cli import listen_args
 
 
 class BodyHandler(BaseHTTPRequestHandler):
@@ -40,11 +40,7 @@ class BodyHandler(BaseHTTPRequestHandler):
 
 def main() -> None:
     """Parse ``--host/--port/--backlog`` and serve until interrupted."""
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--port", type=int, required=True)
-    parser.add_argument("--backlog", type=int, default=5)
-    args = parser.parse_args()
+    args = listen_args(__doc__, default_backlog=5)
 
     class Server(ThreadingHTTPServer):
         request_queue_size = args.backlog
