@@ -131,11 +131,17 @@ def _granian(interface: str, app: str) -> Callable[[BenchEnv, int], list[str]]:
     return command
 
 
-def _aiohttp(env: BenchEnv, port: int) -> list[str]:
-    return [
-        _venv(env), "-m", "tools.bench.apps.aiohttp_app",
-        "--host", LOOPBACK, "--port", str(port), "--backlog", str(BACKLOG_CONNECTIONS),
-    ]  # fmt: skip
+def _app(module: str, *, peers_venv: bool) -> Callable[[BenchEnv, int], list[str]]:
+    """An app of :mod:`tools.bench.apps` that serves itself (``--host/--port/--backlog``),
+    run by the peers' interpreter or by the one running Peregrine."""
+
+    def command(env: BenchEnv, port: int) -> list[str]:
+        return [
+            _venv(env) if peers_venv else env.python, "-m", f"tools.bench.apps.{module}",
+            "--host", LOOPBACK, "--port", str(port), "--backlog", str(BACKLOG_CONNECTIONS),
+        ]  # fmt: skip
+
+    return command
 
 
 def _gunicorn(env: BenchEnv, port: int) -> list[str]:
@@ -143,20 +149,6 @@ def _gunicorn(env: BenchEnv, port: int) -> list[str]:
         _venv(env), "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
         "--bind", f"{LOOPBACK}:{port}", "--backlog", str(BACKLOG_CONNECTIONS),
         "--log-level", "warning", "tools.bench.apps.wsgi_app:app",
-    ]  # fmt: skip
-
-
-def _stdlib(env: BenchEnv, port: int) -> list[str]:
-    return [
-        env.python, "-m", "tools.bench.apps.stdlib_app",
-        "--host", LOOPBACK, "--port", str(port), "--backlog", str(BACKLOG_CONNECTIONS),
-    ]  # fmt: skip
-
-
-def _floor(env: BenchEnv, port: int) -> list[str]:
-    return [
-        env.python, "-m", "tools.bench.apps.floor_app",
-        "--host", LOOPBACK, "--port", str(port), "--backlog", str(BACKLOG_CONNECTIONS),
     ]  # fmt: skip
 
 
@@ -343,7 +335,13 @@ SERVERS: Final[tuple[ServerSpec, ...]] = (
         _check_imports("granian"),
         _granian("asgi", "tools.bench.apps.asgi_app:app"),
     ),
-    ServerSpec("aiohttp", "aiohttp web.run_app", False, _check_imports("aiohttp"), _aiohttp),
+    ServerSpec(
+        "aiohttp",
+        "aiohttp web.run_app",
+        False,
+        _check_imports("aiohttp"),
+        _app("aiohttp_app", peers_venv=True),
+    ),
     ServerSpec(
         "gunicorn-sync",
         "gunicorn, 1 sync worker (WSGI)",
@@ -356,14 +354,14 @@ SERVERS: Final[tuple[ServerSpec, ...]] = (
         "stdlib ThreadingHTTPServer (HTTP/1.1)",
         False,
         _check_nothing,
-        _stdlib,
+        _app("stdlib_app", peers_venv=False),
     ),
     ServerSpec(
         "python-floor",
         "pure-Python epoll loop, a prepared answer per request, nothing parsed (yardstick)",
         False,
         _check_nothing,
-        _floor,
+        _app("floor_app", peers_venv=False),
     ),
     ServerSpec(
         "nginx", "nginx, 1 worker, static file", False, _check_binary("nginx", "nginx"), _nginx
