@@ -27,7 +27,7 @@ import pytest
 
 from peregrine_core import RemoteProtocolError
 from peregrine_core._chunked import ChunkedReader
-from peregrine_core._h1 import MEMO_ENTRIES, MEMO_SECTION_BYTES, Head, HeadMemo, Limits, parse_head
+from peregrine_core._h1 import MEMO_ENTRIES, MEMO_HEAD_BYTES, Head, HeadMemo, Limits, parse_head
 
 from feeder import Feeder
 
@@ -218,7 +218,7 @@ def test_a_remembered_head_gives_a_new_request_each_time() -> None:
     memo = HeadMemo(limits)
     data = b"GET /a?b HTTP/1.1\r\nHost: x\r\nAccept: */*\r\n\r\n"
     first = parse_head(data, 0, limits, ("127.0.0.1", 1), memo)
-    assert first is not None and len(memo.lines) == 1 and len(memo.sections) == 1
+    assert first is not None and list(memo.heads) == [data]
     first.request.headers.append(("X-Added", "by a handler"))
     first.request.body = b"changed"
     second = parse_head(b"xx" + data, 2, limits, ("127.0.0.1", 2), memo)
@@ -228,6 +228,10 @@ def test_a_remembered_head_gives_a_new_request_each_time() -> None:
     assert second.request.remote_addr == ("127.0.0.1", 2)
     assert second.end == len(data) + 2
     assert (second.request.method, second.request.target, second.request.path) == ("GET", "/a?b", "/a")
+    third = parse_head(b"\r\n\r\n" + data, 0, limits, None, memo)  # after empty lines (RFC 9112 §2.2)
+    assert third is not None and third.end == len(data) + 4
+    assert third.request.headers == [("Host", "x"), ("Accept", "*/*")]
+    assert list(memo.heads) == [data]
 
 
 def test_the_memo_keys_on_the_version_so_a_field_valid_in_1_1_is_still_refused_in_1_0() -> None:
@@ -236,7 +240,7 @@ def test_the_memo_keys_on_the_version_so_a_field_valid_in_1_1_is_still_refused_i
     section = b"Host: x\r\nTransfer-Encoding: chunked\r\n\r\n"
     head = parse_head(b"POST / HTTP/1.1\r\n" + section, 0, limits, None, memo)
     assert head is not None and head.chunked
-    parse_head(b"POST / HTTP/1.0\r\nHost: x\r\n\r\n", 0, limits, None, memo)  # line known
+    parse_head(b"POST / HTTP/1.0\r\nHost: x\r\n\r\n", 0, limits, None, memo)  # a 1.0 head known
     with pytest.raises(RemoteProtocolError, match=r"HTTP/1\.0"):
         parse_head(b"POST / HTTP/1.0\r\n" + section, 0, limits, None, memo)
 
@@ -247,15 +251,16 @@ def test_the_memo_never_keeps_a_refused_head_and_stays_bounded() -> None:
     for _ in range(2):
         with pytest.raises(RemoteProtocolError):
             parse_head(b"GET / HTTP/1.1\r\nHost: x\r\nHost: y\r\n\r\n", 0, limits, None, memo)
-    assert b"Host: x\r\nHost: y\r\n" not in {key for _, key in memo.sections}
+    assert not memo.heads
     for i in range(3 * MEMO_ENTRIES):
         assert parse_head(b"GET /%d HTTP/1.1\r\nHost: h%d\r\n\r\n" % (i, i), 0, limits, None, memo)
-    assert len(memo.lines) == MEMO_ENTRIES and len(memo.sections) == MEMO_ENTRIES
-    assert b"GET /%d HTTP/1.1" % (3 * MEMO_ENTRIES - 1) in memo.lines  # the newest kept
-    assert b"GET /0 HTTP/1.1" not in memo.lines  # the oldest dropped
-    big = b"X-Big: " + b"v" * MEMO_SECTION_BYTES + b"\r\n"
+    assert len(memo.heads) == MEMO_ENTRIES
+    newest = 3 * MEMO_ENTRIES - 1
+    assert b"GET /%d HTTP/1.1\r\nHost: h%d\r\n\r\n" % (newest, newest) in memo.heads
+    assert b"GET /0 HTTP/1.1\r\nHost: h0\r\n\r\n" not in memo.heads  # the oldest dropped
+    big = b"X-Big: " + b"v" * MEMO_HEAD_BYTES + b"\r\n"
     assert parse_head(b"GET / HTTP/1.1\r\nHost: x\r\n" + big + b"\r\n", 0, limits, None, memo)
-    assert all(len(key) <= MEMO_SECTION_BYTES for _, key in memo.sections)
+    assert all(len(key) <= MEMO_HEAD_BYTES for key in memo.heads)
 
 
 def test_a_memo_is_only_used_with_its_own_limits() -> None:

@@ -10,9 +10,9 @@ Strategy: the work is done by C code (``find``, ``count``, ``translate``, ``spli
 compete for the same character, so no input makes them backtrack more than linearly).
 The codec keeps no state between calls: the worker offers the whole buffer again when
 more bytes arrive. The one exception is an optional :class:`HeadMemo`, a bounded memory of
-request lines and field sections already accepted under the same limits: a head made of
-both is rebuilt from it without being validated again. The answer is the same either way
-(the memo only ever holds what passed every check, keyed by the exact bytes). A complete
+heads already accepted under the same limits: a head seen again is rebuilt from it without
+being validated again. The answer is the same either way (the memo only ever holds what
+passed every check, keyed by the exact bytes). A complete
 head free of bare CR/LF and control characters (nearly every request) takes a fast path;
 anything else takes a careful path that finds the earliest violation. Both apply the same
 rules.
@@ -127,54 +127,49 @@ class Limits:
         self.max_body_bytes = max_body_bytes
 
 
-_Fields = tuple[tuple[tuple[str, str], ...], int, bool, bool, bool, bool]
+# method, target, version, headers, content_length, chunked, keep_alive, expect_continue, upgrade
+_Parsed = tuple[str, str, str, tuple[tuple[str, str], ...], int, bool, bool, bool, bool]
 _K = TypeVar("_K")
 _V = TypeVar("_V")
 MEMO_ENTRIES: Final = 128
-MEMO_LINE_BYTES: Final = 1024
-MEMO_SECTION_BYTES: Final = 2048
+MEMO_HEAD_BYTES: Final = 3072
 
 
 class HeadMemo:
-    """The request lines and field sections a worker has accepted lately, with what they
-    parsed to, so that a head seen again (a keep-alive client's next request, a health
-    check) skips validation.
+    """The heads a worker has accepted lately, with what they parsed to, so that a head seen
+    again (a keep-alive client's next request, a health check) skips validation.
 
     Parsing is a pure function of the bytes and the :class:`Limits`, so a memo is only ever
     used with the one ``Limits`` object it was created for. Only accepted input is kept,
-    never an error; keys are the exact bytes. Bounded: at most :data:`MEMO_ENTRIES` request
-    lines of up to :data:`MEMO_LINE_BYTES` and as many field sections of up to
-    :data:`MEMO_SECTION_BYTES`, the oldest dropped first (about 1 MiB at worst).
+    never an error; a key is a head's exact bytes, from the request line to the empty line
+    that ends it (the version is in them). Bounded: at most :data:`MEMO_ENTRIES` heads of up
+    to :data:`MEMO_HEAD_BYTES`, the oldest dropped first: 0.8 MiB filled with heads of one
+    long field, 2.2 MiB at worst (heads of a hundred tiny fields, each a few objects).
     """
 
-    __slots__ = ("limits", "lines", "sections")
+    __slots__ = ("heads", "limits")
 
     def __init__(self, limits: Limits) -> None:
         self.limits = limits
-        # request line -> (method, target, version)
-        self.lines: dict[bytes, tuple[str, str, str]] = {}
-        # (HTTP/1.1?, field lines each with its CRLF) -> (headers, content_length, chunked,
-        # keep_alive, expect_continue, upgrade): everything else a head is made of.
-        self.sections: dict[tuple[bool, bytes], _Fields] = {}
+        self.heads: dict[bytes, _Parsed] = {}
 
-    def _remember(self, buf: bytes, start: int, line_len: int, end: int, head: Head) -> None:
+    def _remember(self, key: bytes, head: Head) -> None:
         req = head.request
-        if line_len <= MEMO_LINE_BYTES:
-            _put_bounded(self.lines, buf[start : start + line_len], (req.method, req.target, req.version))
-        section_start = start + line_len + 2
-        if end + 2 - section_start <= MEMO_SECTION_BYTES:
-            _put_bounded(
-                self.sections,
-                (req.version == "HTTP/1.1", buf[section_start : end + 2]),
-                (
-                    tuple(req.headers),
-                    head.content_length,
-                    head.chunked,
-                    head.keep_alive,
-                    head.expect_continue,
-                    head.upgrade,
-                ),
-            )
+        _put_bounded(
+            self.heads,
+            key,
+            (
+                req.method,
+                req.target,
+                req.version,
+                tuple(req.headers),
+                head.content_length,
+                head.chunked,
+                head.keep_alive,
+                head.expect_continue,
+                head.upgrade,
+            ),
+        )
 
 
 def _put_bounded(store: dict[_K, _V], key: _K, value: _V) -> None:
@@ -351,9 +346,9 @@ def parse_head(
         start: the offset where the head begins.
         limits: the size limits to enforce.
         remote_addr: stored in the :class:`Request`.
-        memo: a :class:`HeadMemo` created for ``limits``: a head whose request line and
-            field section are both remembered is rebuilt without validating it again (the
-            answer is the same either way); an accepted head is remembered.
+        memo: a :class:`HeadMemo` created for ``limits``: a remembered head is rebuilt
+            without validating it again (the answer is the same either way); an accepted
+            head is remembered.
         received_at: stored in the :class:`Request` (now when ``None``).
 
     Returns:
@@ -365,6 +360,24 @@ def parse_head(
             ``status_hint`` is the status to answer with (400, 413, 414, 417, 431, 501
             or 505). The same bytes give the same status however they are split.
     """
+    end = buf.find(b"\r\n\r\n", start, start + limits.max_header_bytes)
+    if memo is not None:
+        if memo.limits is not limits:
+            raise ValueError("a HeadMemo is used only with the Limits it was made for")
+        # No key begins with an empty line: a head behind skipped ones misses here and is
+        # parsed below (a slice from the first CRLF can never equal an accepted head).
+        known = memo.heads.get(buf[start : end + 4]) if 0 <= end <= start + MEMO_HEAD_BYTES - 4 else None
+        if known is not None:
+            method, target, version, headers, length, chunked, keep_alive, expect_continue, upgrade = known
+            return Head(
+                Request(method, target, version, list(headers), b"", remote_addr, received_at),
+                end + 4,
+                length,
+                chunked,
+                keep_alive,
+                expect_continue,
+                upgrade,
+            )
     if buf.startswith(b"\r\n", start):
         skipped = 0
         while buf.startswith(b"\r\n", start):
@@ -372,30 +385,11 @@ def parse_head(
             skipped += 1
             if skipped > _MAX_LEADING_CRLF:
                 raise _bad("too many empty lines before the request line")
+        end = buf.find(b"\r\n\r\n", start, start + limits.max_header_bytes)
     # Fast path: a complete head within the limit, free of bare CR/LF and controls, and
     # within the line and count limits gets exactly the checks of the careful path below,
     # minus the search for the earliest defect (there is none).
-    end = buf.find(b"\r\n\r\n", start, start + limits.max_header_bytes)
     if end >= 0:
-        if memo is not None:
-            if memo.limits is not limits:
-                raise ValueError("a HeadMemo is used only with the Limits it was made for")
-            line_end = buf.find(b"\r\n", start, end + 2)  # found: end is a CRLF
-            known = memo.lines.get(buf[start:line_end])
-            if known is not None:
-                method, target, version = known
-                fields = memo.sections.get((version == "HTTP/1.1", buf[line_end + 2 : end + 2]))
-                if fields is not None:
-                    headers, content_length, chunked, keep_alive, expect_continue, upgrade = fields
-                    return Head(
-                        Request(method, target, version, list(headers), b"", remote_addr, received_at),
-                        end + 4,
-                        content_length,
-                        chunked,
-                        keep_alive,
-                        expect_continue,
-                        upgrade,
-                    )
         raw = buf[start:end]  # the request line and the field lines, CRLF-separated
         pairs = raw.count(b"\r\n")
         if (
@@ -407,8 +401,8 @@ def parse_head(
             if len(line) <= limits.max_request_line_bytes:
                 method, target, version = _parse_request_line(line)
                 head = _build_head(method, target, version, lines, end + 4, remote_addr, received_at)
-                if memo is not None:
-                    memo._remember(buf, start, len(line), end, head)
+                if memo is not None and end + 4 - start <= MEMO_HEAD_BYTES:
+                    memo._remember(buf[start : end + 4], head)
                 return head
     return _parse_head_carefully(buf, start, end, limits, remote_addr, received_at)
 

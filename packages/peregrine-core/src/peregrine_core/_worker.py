@@ -608,11 +608,21 @@ class Worker:
             return None
 
     def _send(self, conn: Connection) -> None:
-        done = self._flush(conn)
-        if done is None:
+        # Every batch of responses passes here: _flush and the common case of _drained are
+        # inlined (0.2 µs of the 2.9 µs a keep-alive request costs in Python, hotpath.py).
+        try:
+            done = flush(conn)
+        except OSError as exc:
+            log.debug("write to %s failed: %s", conn.addr, exc)
+            self._close(conn)
             return
         if done:
-            self._drained(conn)
+            if conn.state == _IDLE and not (conn.upgrade or conn.close_after_flush or conn.batch_full):
+                # From now, not from the loop's clock: a slow handler must not shorten it.
+                deadline = conn.deadline = time.monotonic() + self._keepalive_timeout
+                self._next_deadline = min(self._next_deadline, deadline)
+            else:
+                self._drained(conn)
         elif not conn.writing:
             conn.writing = True
             self._poller.modify(conn.fd, WRITE)
