@@ -12,10 +12,9 @@ The codec keeps no state between calls: the worker offers the whole buffer again
 more bytes arrive. The one exception is an optional :class:`HeadMemo`, a bounded memory of
 heads already accepted under the same limits: a head seen again is rebuilt from it without
 being validated again. The answer is the same either way (the memo only ever holds what
-passed every check, keyed by the exact bytes). A complete
-head free of bare CR/LF and control characters (nearly every request) takes a fast path;
-anything else takes a careful path that finds the earliest violation. Both apply the same
-rules.
+passed every check, keyed by the exact bytes). A complete head free of bare CR/LF and
+control characters (nearly every request) takes a fast path; anything else takes a careful
+path that finds the earliest violation. Both apply the same rules.
 
 The rules are RFC 9112's and RFC 9110's, applied strictly:
 
