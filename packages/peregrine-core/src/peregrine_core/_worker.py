@@ -208,7 +208,7 @@ class Worker:
                         continue
                     try:
                         if ev & WRITE and conn.writing:
-                            self._on_writable(conn)
+                            self._send(conn)
                         elif ev & _READ_OR_ERROR and not conn.writing:
                             self._on_readable(conn)
                     except Exception:
@@ -598,49 +598,26 @@ class Worker:
 
     # --- writing -------------------------------------------------------------------------------
 
-    def _flush(self, conn: Connection) -> bool | None:
-        """Write what the socket takes: True when all is sent, None when the peer is gone."""
-        try:
-            return flush(conn)
-        except OSError as exc:
-            log.debug("write to %s failed: %s", conn.addr, exc)
-            self._close(conn)
-            return None
-
     def _send(self, conn: Connection) -> None:
-        # Every batch of responses passes here: _flush and the common case of _drained are
-        # inlined, which saves 0.2 µs per keep-alive request (tools/bench/hotpath.py).
+        """Write what the socket takes of ``conn``'s output: after a batch of responses, and
+        on each writability event while output is left. Once all is written: close, hand
+        over, or go on with buffered requests."""
         try:
             done = flush(conn)
         except OSError as exc:
             log.debug("write to %s failed: %s", conn.addr, exc)
             self._close(conn)
             return
-        if done:
-            if conn.state == _IDLE and not (conn.upgrade or conn.close_after_flush or conn.batch_full):
-                # From now, not from the loop's clock: a slow handler must not shorten it.
-                deadline = conn.deadline = time.monotonic() + self._keepalive_timeout
-                self._next_deadline = min(self._next_deadline, deadline)
-            else:
-                self._drained(conn)
-        elif not conn.writing:
-            conn.writing = True
-            self._poller.modify(conn.fd, WRITE)
+        if not done:
+            if not conn.writing:
+                conn.writing = True
+                self._poller.modify(conn.fd, WRITE)
+            # From the first write, then from each writable event: writable means progress.
             self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
-
-    def _on_writable(self, conn: Connection) -> None:
-        done = self._flush(conn)
-        if done is None:
             return
-        if done:
+        if conn.writing:
             conn.writing = False
             self._poller.modify(conn.fd, READ)
-            self._drained(conn)
-        else:  # writable means progress: the write deadline counts from now
-            self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
-
-    def _drained(self, conn: Connection) -> None:
-        """All output is written: close, hand over, or go on with buffered requests."""
         if conn.upgrade is not None:
             self._hand_over(conn)
         elif conn.close_after_flush:
@@ -650,7 +627,9 @@ class Worker:
             self._ready.append(conn)  # parsed by the loop, after this batch
         elif conn.state == _IDLE:
             # From now, not from the loop's clock: a slow handler must not shorten it.
-            self._set_deadline(conn, time.monotonic() + self._keepalive_timeout)
+            # Inline rather than _set_deadline: every keep-alive response passes here.
+            deadline = conn.deadline = time.monotonic() + self._keepalive_timeout
+            self._next_deadline = min(self._next_deadline, deadline)
 
     def _linger(self, conn: Connection) -> None:
         conn.state = _LINGER
