@@ -37,8 +37,10 @@ PASS_CONNECTIONS: Final = 64
 """Connections per pass: what one poll returns at most."""
 
 
-class FakeSocket:
-    """A socket whose every ``recv`` is one request and whose ``send`` takes it all."""
+class FakeTransport:
+    """A transport whose every ``recv`` is one request and whose ``send`` takes it all."""
+
+    supports_sendfile = False
 
     def __init__(self, fd: int) -> None:
         self._fd = fd
@@ -54,7 +56,11 @@ class FakeSocket:
         self.sent += 1
         return len(data)
 
-    def shutdown(self, how: int) -> None:
+    def sendmsg(self, buffers: list[bytes]) -> int:
+        self.sent += 1
+        return sum(len(b) for b in buffers)
+
+    def shutdown_write(self) -> None:
         pass
 
     def close(self) -> None:
@@ -64,11 +70,11 @@ class FakeSocket:
 def make_worker() -> tuple[Worker, list[Connection]]:
     """A worker (never started) holding :data:`PASS_CONNECTIONS` fake connections."""
     config = ServerConfig(max_requests_per_connection=2**62)
-    worker = Worker(0, Handler(), config, lambda: None, lambda name: None)
+    worker = Worker(0, Handler(), config, lambda units: None, lambda name: None)
     conns = []
     for i in range(PASS_CONNECTIONS):
-        sock = FakeSocket(100_000 + i)
-        conn = Connection(sock, ("127.0.0.1", 40_000 + i), time.monotonic() + 60)  # type: ignore[arg-type]
+        transport = FakeTransport(100_000 + i)
+        conn = Connection(transport, ("127.0.0.1", 40_000 + i), time.monotonic() + 60)  # type: ignore[arg-type]
         worker._conns[conn.fd] = conn
         conns.append(conn)
     return worker, conns
@@ -88,7 +94,7 @@ def per_request_us(passes: int) -> float:
 
     run()  # warm the memos
     best = min(timeit.repeat(run, number=1, repeat=5))
-    answered = sum(c.sock.sent for c in conns)  # type: ignore[attr-defined]
+    answered = sum(c.transport.sent for c in conns)  # type: ignore[attr-defined]
     if answered != 6 * passes * PASS_CONNECTIONS or any(c.out for c in conns):
         raise SystemExit(f"the worker did not answer every request ({answered} answers)")
     return best * 1e6 / (passes * PASS_CONNECTIONS)
@@ -104,11 +110,15 @@ def parts_us(number: int) -> list[tuple[str, float]]:
     limits, memo, addr = worker._limits, worker._memo, conn.addr
 
     def respond() -> None:
-        worker._respond(conn, head)
+        resp = Response()
+        handler.handle_request(head.request, resp)
+        worker._finish(conn, head, resp, 0.0)
         conn.out.clear()
 
     def respond_send() -> None:
-        worker._respond(conn, head)
+        resp = Response()
+        handler.handle_request(head.request, resp)
+        worker._finish(conn, head, resp, 0.0)
         worker._send(conn)
 
     def handle() -> None:
@@ -117,8 +127,8 @@ def parts_us(number: int) -> list[tuple[str, float]]:
     steps = [
         ("parse_head, head remembered (builds Request and Head)", lambda: parse_head(REQUEST, 0, limits, addr, memo, 0.0)),
         ("Response() and the handler", handle),
-        ("_respond: handler and response bytes", respond),
-        ("_respond, then _send: flush and keep-alive deadline", respond_send),
+        ("the handler, then _finish: the response bytes", respond),
+        ("the handler, _finish, then _send: flush and keep-alive deadline", respond_send),
     ]  # fmt: skip
     return [
         (name, min(timeit.repeat(fn, number=number, repeat=5)) * 1e6 / number) for name, fn in steps

@@ -162,7 +162,10 @@ def test_shutdown_lets_the_in_flight_request_finish_and_closes_idle_connections(
 
 def test_a_request_waiting_on_an_idle_connection_at_shutdown_is_answered_not_reset() -> None:
     handler = Slow()
-    server = Server(handler, host="127.0.0.1", port=0, config=ServerConfig(workers=1, graceful_timeout=5.0))
+    # handoff_delay 1 s: the slow call keeps the loop for its whole second, so the late
+    # request is still in the kernel when the shutdown is seen.
+    config = ServerConfig(workers=1, graceful_timeout=5.0, handoff_delay=1.0)
+    server = Server(handler, host="127.0.0.1", port=0, config=config)
     thread = _run_in_thread(server)
     with connect(server.port) as idle, connect(server.port) as busy:
         idle.sendall(b"GET /warm HTTP/1.1\r\nHost: x\r\n\r\n")

@@ -62,6 +62,15 @@ class ServerConfig:
 
     workers: int | Literal["auto"] = "auto"
     """Worker threads per process; ``auto``: 1 on GIL builds, one per CPU on free-threaded."""
+    handler_threads: int = 32
+    """Most handler calls running at once per worker; a call that blocks longer than
+    ``handoff_delay`` moves off the worker's loop to a thread of its own."""
+    handler_queue: int = 128
+    """Requests waiting for a free handler thread, per worker; beyond, ``503`` with
+    ``Retry-After``."""
+    handoff_delay: float = 0.002
+    """How long a handler call may hold a worker's loop before another thread takes the
+    loop over (the call goes on where it is)."""
     processes: int | Literal["auto"] = 1
     """Server processes; ``auto``: one per CPU on GIL builds, 1 on free-threaded builds."""
     reuse_port: bool = False
@@ -128,6 +137,10 @@ class ServerConfig:
                     raise ConfigError(f"{f.name} must be a positive number of seconds, not {value!r}")
         if isinstance(self.workers, int) and self.workers > 1024:
             raise ConfigError(f"workers must be at most 1024, not {self.workers}")
+        if self.handler_threads > 4096:
+            raise ConfigError(f"handler_threads must be at most 4096, not {self.handler_threads}")
+        if self.handoff_delay > 1.0:
+            raise ConfigError(f"handoff_delay must be at most 1 second, not {self.handoff_delay!r}")
         if self.accept_threads > 64:
             raise ConfigError(f"accept_threads must be at most 64, not {self.accept_threads}")
         if self.read_buffer_size < 1024:

@@ -10,7 +10,10 @@ Its state is one of :class:`State`; the transitions are:
 * any state -> ``LINGER`` after a response that ends the connection (an error, ``Connection:
   close``, shutdown): the write side is shut, input is read and discarded until the peer
   closes or a short deadline passes, so the response is not destroyed by a TCP reset;
-* ``UPGRADED`` once the socket has been handed to a protocol plugin.
+* ``UPGRADED`` once the socket has been handed to a protocol plugin;
+* ``CALLING`` while a request waits for a handler call that runs on another thread, or for
+  a free handler thread: the connection is out of the poller (nothing is read, and output
+  already queued waits with it) until the call's result comes back.
 
 Output is a queue of byte buffers and :class:`FileBody` regions. While it is not empty the
 connection waits for writability only: nothing more is read from a client that is not reading
@@ -21,7 +24,6 @@ from __future__ import annotations
 
 import enum
 import os
-import socket
 from typing import TYPE_CHECKING, Any, Final
 
 from ._chunked import ChunkedReader
@@ -30,13 +32,16 @@ from ._response import FileBody
 
 if TYPE_CHECKING:
     from ._request import Request
+    from .transport import Transport
 
 __all__ = ["Connection", "State", "flush"]
 
 _IOV_MAX: Final = min(os.sysconf("SC_IOV_MAX") if hasattr(os, "sysconf") else 16, 64)
 _JOIN_MAX_BYTES: Final = 64 * 1024
 _FILE_CHUNK_BYTES: Final = 256 * 1024
-_HAS_SENDFILE: Final = hasattr(os, "sendfile")
+#: File bytes sent to one connection per pass of the loop: a large download (or a client
+#: reading slowly through a large window) takes its turn instead of holding the loop.
+FILE_BYTES_PER_PASS: Final = 256 * 1024
 
 
 class State(enum.IntEnum):
@@ -46,6 +51,7 @@ class State(enum.IntEnum):
     LINGER = 3
     UPGRADED = 4
     CLOSED = 5
+    CALLING = 6
 
 
 class Connection:
@@ -62,16 +68,17 @@ class Connection:
         "head",
         "inbuf",
         "out",
+        "paused",
         "requests",
-        "sock",
         "state",
+        "transport",
         "upgrade",
         "writing",
     )
 
-    def __init__(self, sock: socket.socket, addr: object, deadline: float) -> None:
-        self.sock = sock
-        self.fd = sock.fileno()
+    def __init__(self, transport: Transport, addr: object, deadline: float) -> None:
+        self.transport = transport
+        self.fd = transport.fileno()
         self.addr = addr
         self.state = State.IDLE
         self.inbuf = b""
@@ -79,6 +86,7 @@ class Connection:
         # ~600 bytes per connection.
         self.out: list[bytes | memoryview | FileBody] = []
         self.writing = False  # registered for writability
+        self.paused = False  # out of the poller while a handler call of it runs elsewhere
         self.close_after_flush = False
         self.batch_full = False  # stopped parsing at max_pipelined_requests; more may be buffered
         self.deadline = deadline
@@ -93,15 +101,8 @@ class Connection:
         """Drop queued output, closing any file it holds."""
         for item in self.out:
             if isinstance(item, FileBody):
-                _close_file(item)
+                item.close()
         self.out.clear()
-
-
-def _close_file(item: FileBody) -> None:
-    try:
-        item.file.close()
-    except OSError:
-        pass
 
 
 def flush(conn: Connection) -> bool:
@@ -114,7 +115,7 @@ def flush(conn: Connection) -> bool:
         OSError: the peer is gone (reset, broken pipe) or a file region could not be read.
     """
     out = conn.out
-    sock = conn.sock
+    sock = conn.transport
     if len(out) == 1:
         only = out[0]
         if type(only) is bytes:  # the common case: one batch of responses
@@ -133,7 +134,7 @@ def flush(conn: Connection) -> bool:
             if not _send_file(conn, item):
                 return False
             del out[0]
-            _close_file(item)
+            item.close()
             continue
         # Gather the run of byte buffers at the head of the queue.
         if len(out) == 1 or isinstance(out[1], FileBody):
@@ -173,18 +174,27 @@ def flush(conn: Connection) -> bool:
 
 
 def _send_file(conn: Connection, item: FileBody) -> bool:
-    """Send a file region; True once it is all sent."""
+    """Send a file region, at most :data:`FILE_BYTES_PER_PASS` of it; True once all is sent.
+
+    A region given as an opener is opened now, when its turn has come.
+    """
+    transport = conn.transport
+    fd = item.open().fileno()
+    quota = FILE_BYTES_PER_PASS
     while item.count > 0:
+        if quota <= 0:
+            return False  # the connection stays registered for writing: more next pass
         try:
-            if _HAS_SENDFILE:
-                sent = os.sendfile(conn.fd, item.file.fileno(), item.offset, item.count)
-            else:  # pragma: no cover - platforms without sendfile
-                data = os.pread(item.file.fileno(), min(item.count, _FILE_CHUNK_BYTES), item.offset)
-                sent = conn.sock.send(data) if data else 0
+            if transport.supports_sendfile:
+                sent = transport.sendfile(fd, item.offset, min(item.count, quota))
+            else:
+                data = os.pread(fd, min(item.count, quota, _FILE_CHUNK_BYTES), item.offset)
+                sent = transport.send(data) if data else 0
         except BlockingIOError:
             return False
         if sent == 0:
             raise OSError(f"file ended {item.count} bytes before the announced length")
         item.offset += sent
         item.count -= sent
+        quota -= sent
     return True

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from ._errors import LocalProtocolError
@@ -41,18 +41,51 @@ class _FileLike(Protocol):
 
 
 class FileBody:
-    """A region of an open file, sent with ``os.sendfile`` (or read in pieces where absent).
+    """A region of a file, sent with ``os.sendfile`` (or read in pieces where absent).
 
-    The server owns the file once it is handed over and closes it when the response is
-    done, sent or not.
+    Either an open ``file``, or an ``opener`` that the server calls when the region's turn
+    to be sent comes (so a response queued behind others holds no file descriptor). The
+    server owns the file once it is handed over or opened and closes it when the response
+    is done, sent or not.
     """
 
-    __slots__ = ("count", "file", "offset")
+    __slots__ = ("count", "file", "offset", "opener")
 
-    def __init__(self, file: _FileLike, offset: int, count: int) -> None:
+    def __init__(
+        self,
+        file: _FileLike | None,
+        offset: int,
+        count: int,
+        opener: Callable[[], _FileLike] | None = None,
+    ) -> None:
+        if file is None and opener is None:
+            raise LocalProtocolError("a FileBody needs a file or an opener")
         self.file = file
         self.offset = offset
         self.count = count
+        self.opener = opener
+
+    def open(self) -> _FileLike:
+        """The open file, opening it now if it was given as an opener.
+
+        Raises:
+            OSError: from the opener (the file is gone, or no descriptor is left).
+        """
+        file = self.file
+        if file is None:
+            assert self.opener is not None
+            file = self.file = self.opener()
+            self.opener = None
+        return file
+
+    def close(self) -> None:
+        """Close the file if it is open (never raises); an unopened opener is dropped."""
+        file, self.file, self.opener = self.file, None, None
+        if file is not None:
+            try:
+                file.close()
+            except OSError:
+                pass
 
 
 class HeaderBlock:
@@ -243,9 +276,26 @@ class Response:
         self.body = b""
         self.file = FileBody(file, offset, count)
 
+    def set_file_opener(self, opener: Callable[[], _FileLike], offset: int, count: int) -> None:
+        """Send ``count`` bytes from ``offset`` of a file that ``opener()`` opens.
+
+        The server calls ``opener`` only when this body's turn to be sent comes: a
+        response waiting behind others (pipelining) holds no file descriptor. The head is
+        sent by then, so if ``opener`` raises ``OSError`` or the file turns out shorter
+        than ``offset + count``, the connection is closed (the client sees a truncated
+        body, never a wrong one). The server closes the file once it is sent.
+        """
+        if offset < 0 or count < 0:
+            raise LocalProtocolError(f"invalid file region offset={offset} count={count}")
+        if not callable(opener):
+            raise LocalProtocolError(f"opener must be callable, not {type(opener).__name__}")
+        self._drop_file()
+        self.body = b""
+        self.file = FileBody(None, offset, count, opener)
+
     def _drop_file(self) -> None:
         if self.file is not None:
-            self.file.file.close()
+            self.file.close()
             self.file = None
 
     @property

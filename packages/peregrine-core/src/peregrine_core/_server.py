@@ -3,21 +3,30 @@
 ``start()`` binds (unless :meth:`Server.bind` already did), starts the workers and
 ``accept_threads - 1`` extra accept threads, and runs the first accept loop itself. An accept
 loop sleeps in ``poll()`` on the listener and a waker, accepts every pending connection, sets
-``TCP_NODELAY`` and hands each socket to the next worker, round-robin. At the connection
-limit it stops accepting (blocking on a condition, not spinning) until a connection closes.
-EMFILE and its friends are logged (rate-limited) and backed off; the loop never dies of them.
+``TCP_NODELAY`` and hands each socket to the least-loaded worker.
 
-Shutdown (``shutdown()`` from any thread, SIGINT/SIGTERM when ``start()`` runs on the main
-thread): 1. stop accepting and close the listener, 2. let in-flight requests finish until
-``graceful_timeout``, 3. close idle keep-alive connections, 4. join the workers, 5. stop the
-protocol plugins (WebSocket threads), 6. call the handler's ``close()``. Every step is logged
-once at INFO. A second SIGINT stops at once.
+Descriptors are a budget (:class:`_Slots`, in descriptor units): a connection holds two
+units (its socket, and a file that one of its responses may be sending), an upgraded one
+keeps one until its plugin closes it. At the limit accepting pauses (blocking on a
+condition, not spinning) until a unit is released. If the process runs out of descriptors
+anyway (EMFILE, ENFILE: a handler's own files), the accept loop stops watching the
+listener for a backoff period, asks the workers to close their longest-idle connections,
+and logs it (rate-limited); it never dies of it and never spins.
+
+Shutdown, one sequence for every exit path (``shutdown()`` from any thread, SIGINT/SIGTERM
+when ``start()`` runs on the main thread, the supervisor gone): 1. accept what the kernel
+has already accepted, then close the listener (new connections are refused, not reset),
+2. answer every request already received, with ``Connection: close``, 3. close idle
+connections once they have been idle for a moment, 4. wait for handlers until
+``graceful_timeout``, 5. close what remains (naming the requests still in handlers) and
+stop the protocol plugins (WebSocket threads), 6. call the handler's ``close()``. Every step
+is logged once at INFO. A second SIGINT skips the waiting: the process exits within a
+second whatever handlers do.
 """
 
 from __future__ import annotations
 
 import errno
-import itertools
 import logging
 import os
 import select
@@ -29,11 +38,14 @@ import types
 from typing import Any
 
 from ._config import ServerConfig, resolve_processes, resolve_workers
-from ._errors import ConfigError, PluginError
+from ._errors import ConfigError, PeregrineError, PluginError
 from ._handler import WS_HOOKS, check_handler
 from ._log import RateLimitedLog
+from ._supervisor import Supervisor
 from ._worker import Worker
+from .handoff import Monitor
 from .plugins import UPGRADES_GROUP, UpgradeHandler, load
+from .poller import Waker
 
 __all__ = ["Server"]
 
@@ -42,10 +54,18 @@ _accept_errors = RateLimitedLog(log)
 
 _BACKOFF_ERRNOS = frozenset({errno.EMFILE, errno.ENFILE, errno.ENOBUFS, errno.ENOMEM})
 _RETRY_ERRNOS = frozenset({errno.ECONNABORTED, errno.EPROTO, errno.EPERM, errno.EINTR, errno.EAGAIN})
+#: Descriptor units a connection holds: its socket and a file body being sent.
+CONNECTION_UNITS = 2
+#: Descriptors kept out of the budget: listeners, pollers, wakers, logs, the handler's own.
+RESERVED_DESCRIPTORS = 64
+#: How long the processes of a supervisor that died get to finish before they exit.
+ORPHAN_GRACE_SECONDS = 1.0
+#: How much longer than its deadline shutdown waits for a worker's loop to end.
+STOP_MARGIN_SECONDS = 0.5
 
 
 class _Slots:
-    """Counts open connections; ``acquire`` blocks at the limit until one is released."""
+    """The descriptor budget; ``acquire`` blocks at the limit until units are released."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -53,19 +73,24 @@ class _Slots:
         self._cond = threading.Condition(threading.Lock())
         self._cancelled = False
 
-    def acquire(self) -> bool:
+    def acquire(self, units: int = CONNECTION_UNITS) -> bool:
         with self._cond:
-            while self.used >= self.limit and not self._cancelled:
+            while self.used + units > self.limit and not self._cancelled:
                 self._cond.wait()
             if self._cancelled:
                 return False
-            self.used += 1
+            self.used += units
             return True
 
-    def release(self) -> None:
+    def release(self, units: int = CONNECTION_UNITS) -> None:
         with self._cond:
-            self.used -= 1
+            self.used -= units
             self._cond.notify()
+
+    def take(self, units: int = CONNECTION_UNITS) -> None:
+        """Count units in use without waiting (connections drained at shutdown)."""
+        with self._cond:
+            self.used += units
 
     def cancel(self) -> None:
         with self._cond:
@@ -123,10 +148,9 @@ class Server:
         self._stop = threading.Event()
         self._ready = threading.Event()
         self._forced = False
+        self._orphaned = False
         self._started = False
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
+        self._waker = Waker()
         self._workers: list[Worker] = []
         self._slots: _Slots | None = None
 
@@ -184,11 +208,7 @@ class Server:
         slots = self._slots
         if slots is not None:
             slots.cancel()
-        if self._wake_w >= 0:
-            try:
-                os.write(self._wake_w, b"\0")
-            except OSError:
-                pass
+        self._waker.wake()
 
     def force_shutdown(self) -> None:
         """Stop now: close every connection without waiting for in-flight requests."""
@@ -227,29 +247,82 @@ class Server:
         self._started = True
         processes = resolve_processes(self.config.processes)
         if processes > 1:
-            from ._supervisor import Supervisor
-
-            Supervisor(self, processes).run()
+            self._supervise(processes)
             return
         self.bind()
-        self._serve(None)
+        self._serve(None, None)
 
-    def _serve(self, ready_fd: int | None) -> None:
-        """Run this process's accept loop and workers until stopped (``start()``'s core)."""
+    def _supervise(self, processes: int) -> None:
+        """Bind in this process, then serve from ``processes`` supervised children."""
+        if not hasattr(os, "fork"):
+            raise PeregrineError("processes > 1 needs os.fork(), which this platform lacks")
+        reuse_port = self.config.reuse_port and hasattr(socket, "SO_REUSEPORT")
+        if reuse_port:
+            # Reserve the port (binding without listening receives no connection); each
+            # process then listens on its own SO_REUSEPORT socket.
+            if self._listener is not None:  # bound early (to report errors): rebind
+                self._listener.close()
+                self._listener = None
+            reserved = self._make_listener(listen=False, reuse_port=True)
+            self._address = reserved.getsockname()[:2]
+            self._listener = reserved
+        else:
+            self.bind()
+        host, port = self.address
+
+        def child(ready_fd: int, parent_fd: int) -> None:  # runs in each forked process
+            inherited, self._waker = self._waker, Waker()
+            inherited.close()
+            self._stop = threading.Event()
+            self._ready = threading.Event()
+            if reuse_port:
+                if self._listener is not None:
+                    self._listener.close()
+                self._listener = self._make_listener(listen=True, reuse_port=True)
+            self._serve(ready_fd, parent_fd)
+
+        supervisor = Supervisor(
+            processes,
+            child,
+            graceful_timeout=self.config.graceful_timeout,
+            close_listener=self.close_listener,
+            description=(
+                f"{host}:{port} ({'one SO_REUSEPORT listener each' if reuse_port else 'one shared listener'})"
+            ),
+        )
+        try:
+            supervisor.run()
+        finally:
+            self._forced = supervisor.forced
+            self.close_listener()
+
+    def close_listener(self) -> None:
+        """Close the listening socket now (this process's copy)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.close()
+
+    def _serve(self, ready_fd: int | None, parent_fd: int | None) -> None:
+        """Run this process's accept loop and workers until stopped (``start()``'s core).
+
+        ``parent_fd`` (in a supervised process) turns readable when the supervisor is gone.
+        """
         assert self._listener is not None
         config = self.config
-        limit = _connection_limit(config.max_connections)
+        limit = _descriptor_budget(config.max_connections)
         slots = _Slots(limit)
         self._slots = slots
         n_workers = resolve_workers(config.workers)
         self._workers = [
             Worker(i, self.handler, config, slots.release, self._get_upgrade) for i in range(n_workers)
         ]
+        monitor = Monitor(config.handoff_delay)
         previous = self._install_signals()
         accept_threads: list[threading.Thread] = []
         try:
+            monitor.start()
             for w in self._workers:
-                w.start()
+                w.start(monitor)
             for i in range(1, config.accept_threads):
                 t = threading.Thread(target=self._accept_loop, name=f"peregrine-accept-{i}", daemon=True)
                 t.start()
@@ -267,115 +340,190 @@ class Server:
             if ready_fd is not None:
                 os.write(ready_fd, b"R")
                 os.close(ready_fd)
-            self._accept_loop()
+            self._accept_loop(parent_fd)
         finally:
             slots.cancel()
             for t in accept_threads:
                 t.join()
+            self._drain_and_close_listener()
             self._stop_everything()
+            monitor.stop()
             self._restore_signals(previous)
-            wake_r, wake_w = self._wake_r, self._wake_w
-            self._wake_r = self._wake_w = -1
-            os.close(wake_r)
-            os.close(wake_w)
+            self._waker.close()
+
+    def _drain_and_close_listener(self) -> None:
+        """Stop accepting: take what the kernel already accepted, then close the listener.
+
+        A connection the kernel completed is one the client believes open: it is handed
+        to a worker (and its request answered) rather than reset with the listener.
+        """
+        listener = self._listener
+        if listener is None:
+            return
+        drained = 0
+        slots = self._slots
+        workers = self._workers
+        if not self._forced:
+            while drained < self.config.backlog:
+                try:
+                    sock, addr = listener.accept()
+                except OSError:
+                    break
+                if slots is not None:
+                    slots.take()
+                if not self._prepare_socket(sock):
+                    if slots is not None:
+                        slots.release()
+                    continue
+                min(workers, key=_load).adopt(sock, addr)
+                drained += 1
+        self.close_listener()
+        log.info(
+            "stopped accepting connections%s",
+            f" ({drained} accepted from the queue)" if drained else "",
+        )
 
     def _stop_everything(self) -> None:
-        listener = self._listener
-        if listener is not None:
-            listener.close()
-            self._listener = None
-        log.info("stopped accepting connections")
-        deadline = time.monotonic() + self.config.graceful_timeout
+        config = self.config
+        grace = config.graceful_timeout
+        if self._orphaned:
+            grace = min(grace, ORPHAN_GRACE_SECONDS)
+        deadline = time.monotonic() + grace
         for w in self._workers:
-            w.stop(deadline)
-        log.info("waiting up to %.1f s for in-flight requests", self.config.graceful_timeout)
+            if self._forced:
+                w.force_stop()
+            else:
+                w.stop(deadline)
+        if not self._forced:
+            log.info("waiting up to %.1f s for in-flight requests", grace)
+        # A worker's loop ends by its deadline even if a handler is stuck (the stuck call
+        # runs on a thread of its own): the margin only covers the last pass.
         for w in self._workers:
-            while not w.join(0.1):
+            while not w.join(0.05):
                 if self._forced:
                     w.force_stop()
-        log.info("workers stopped")
+                if time.monotonic() > deadline + STOP_MARGIN_SECONDS:
+                    log.error("worker %d did not stop by the deadline; leaving it", w.index)
+                    break
+        stuck = sum(w.pool.busy for w in self._workers)
+        log.info(
+            "workers stopped%s",
+            f" ({stuck} handler call(s) still running, abandoned)" if stuck else "",
+        )
         with self._upgrade_lock:
             upgrades = list(self._upgrades.values())
         for up in upgrades:
             try:
-                up.shutdown(0.0 if self._forced else max(1.0, deadline - time.monotonic()))
+                up.shutdown(0.0 if self._forced else max(0.5, deadline - time.monotonic()))
             except Exception:
                 log.exception("protocol plugin failed to shut down")
         if upgrades:
             log.info("protocol upgrades stopped")
+        self._close_handler(wait=0.5 if stuck or self._forced else None)
+        log.info("shutdown complete")
+
+    def _close_handler(self, wait: float | None) -> None:
+        """Call the handler's ``close()``; with handlers stuck, wait for it only ``wait`` s."""
         close = getattr(self.handler, "close", None)
-        if close is not None:
+        if close is None:
+            return
+
+        def run() -> None:
             try:
                 close()
             except Exception:
                 log.exception("handler close() failed")
-        log.info("shutdown complete")
 
-    def _prepare_child(self, reuse_port: bool) -> None:
-        """In a freshly forked server process: own wake-up pipe, own listener if asked."""
-        os.close(self._wake_r)
-        os.close(self._wake_w)
-        self._wake_r, self._wake_w = os.pipe()
-        os.set_blocking(self._wake_r, False)
-        os.set_blocking(self._wake_w, False)
-        self._stop = threading.Event()
-        self._ready = threading.Event()
-        if reuse_port:
-            if self._listener is not None:
-                self._listener.close()
-            self._listener = self._make_listener(listen=True, reuse_port=True)
+        if wait is None:
+            run()
+            return
+        t = threading.Thread(target=run, name="peregrine-close", daemon=True)
+        t.start()
+        t.join(wait)
+        if t.is_alive():
+            log.warning("handler close() did not return within %.1f s; exiting without it", wait)
 
     # --- accepting ---------------------------------------------------------------------------
 
-    def _accept_loop(self) -> None:
+    def _prepare_socket(self, sock: socket.socket) -> bool:
+        try:
+            sock.setblocking(False)
+            if self.config.tcp_nodelay and sock.family != socket.AF_UNIX:
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        except OSError:
+            sock.close()
+            return False
+        return True
+
+    def _accept_loop(self, parent_fd: int | None = None) -> None:
         listener = self._listener
         assert listener is not None
         lfd = listener.fileno()
         poller = select.poll()
-        poller.register(lfd, select.POLLIN)
-        poller.register(self._wake_r, select.POLLIN)
+        poller.register(self._waker.fileno(), select.POLLIN)
+        if parent_fd is not None:
+            poller.register(parent_fd, select.POLLIN)
         workers = self._workers
-        n = len(workers)
-        rr = itertools.count()
-        nodelay = self.config.tcp_nodelay
+        one = workers[0] if len(workers) == 1 else None
         slots = self._slots
         assert slots is not None
+        # While out of descriptors (backoff > 0) the listener is not watched: it stays
+        # readable, so watching it would spin. The loop sleeps for the backoff, then
+        # tries one accept.
         backoff = 0.0
+        watching = False
         stop = self._stop
         while not stop.is_set():
             if not slots.acquire():
                 break
+            if not backoff and not watching:
+                poller.register(lfd, select.POLLIN)
+                watching = True
             try:
-                events = poller.poll(None if backoff == 0.0 else backoff * 1000)
+                events = poller.poll(backoff * 1000 if backoff else None)
                 if stop.is_set():
+                    slots.release()
                     break
-                if not events:
+                if parent_fd is not None and any(fd == parent_fd for fd, _ in events):
+                    slots.release()
+                    self._orphaned = True
+                    log.warning("the supervisor is gone; stopping within %.1f s", ORPHAN_GRACE_SECONDS)
+                    self.shutdown()
+                    break
+                if not backoff and not any(fd == lfd for fd, _ in events):
+                    slots.release()
                     continue
                 sock, addr = listener.accept()
             except (BlockingIOError, InterruptedError):
                 slots.release()
+                backoff = 0.0
                 continue
             except OSError as exc:
                 slots.release()
                 if stop.is_set():
                     break
                 if exc.errno in _BACKOFF_ERRNOS:
-                    backoff = min(max(backoff * 2, 0.01), 1.0)
-                    _accept_errors.warning("accept() failed: %s; retrying in %.2f s", exc, backoff)
+                    backoff = min(max(backoff * 2, 0.05), 1.0)
+                    if watching:
+                        poller.unregister(lfd)
+                        watching = False
+                    _accept_errors.warning(
+                        "accept() failed: %s; closing idle connections, retrying in %.2f s",
+                        exc,
+                        backoff,
+                    )
+                    for w in workers:
+                        w.shed_idle()
                 elif exc.errno not in _RETRY_ERRNOS:
                     _accept_errors.warning("accept() failed: %s", exc)
                 continue
             backoff = 0.0
-            try:
-                sock.setblocking(False)
-                if nodelay and sock.family != socket.AF_UNIX:
-                    sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-            except OSError:
-                sock.close()
+            if not self._prepare_socket(sock):
                 slots.release()
                 continue
-            workers[next(rr) % n].adopt(sock, addr)
-        poller.unregister(lfd)
+            (one or min(workers, key=_load)).adopt(sock, addr)
+        if watching:
+            poller.unregister(lfd)
 
     # --- plugins -----------------------------------------------------------------------------
 
@@ -415,8 +563,14 @@ class Server:
         self.shutdown()
 
 
-def _connection_limit(wanted: int) -> int:
-    """Clamp the connection limit to what the process's file limit allows."""
+def _load(worker: Worker) -> int:
+    return worker.load
+
+
+def _descriptor_budget(max_connections: int) -> int:
+    """The descriptor budget in units: ``max_connections`` connections, clamped to what the
+    process's open-file limit allows."""
+    wanted = max_connections * CONNECTION_UNITS
     try:
         import resource
     except ImportError:  # pragma: no cover - not POSIX
@@ -424,13 +578,17 @@ def _connection_limit(wanted: int) -> int:
     soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft == resource.RLIM_INFINITY:
         return wanted
-    room = max(16, int(soft) - 64)
+    room = max(16, int(soft) - RESERVED_DESCRIPTORS)
     if wanted > room:
-        log.warning(
-            "max_connections=%d exceeds the open-file limit (%d); using %d (raise it with ulimit -n)",
-            wanted,
+        # Loud when the limit was asked for, or when the file limit is what really binds.
+        explicit = max_connections != ServerConfig.max_connections or room < wanted // 2
+        (log.warning if explicit else log.info)(
+            "max_connections=%d needs %d file descriptors (a socket and a file each) but the "
+            "open-file limit is %d; serving at most %d connections (raise it with ulimit -n)",
+            max_connections,
+            wanted + RESERVED_DESCRIPTORS,
             soft,
-            room,
+            room // CONNECTION_UNITS,
         )
         return room
     return wanted

@@ -1,9 +1,10 @@
 """Several server processes under one supervisor (``processes > 1``).
 
-Under the GIL one process uses one core; processes are how Peregrine uses more. The parent
-binds first, then forks the server processes, which inherit the listening socket (or, with
-``reuse_port``, open their own ``SO_REUSEPORT`` listener on the port the parent reserved by
-binding without listening, so the kernel spreads connections across them).
+Under the GIL one process uses one core; processes are how Peregrine uses more. The server
+binds first, then gives the supervisor a *target*: the function each forked process runs
+(it serves on the inherited listening socket, or, with ``reuse_port``, on its own
+``SO_REUSEPORT`` listener on the port the parent reserved). The supervisor knows nothing of
+servers: it forks, watches, replaces and stops processes.
 
 The parent never serves and never starts a thread (forking a threaded process is unsafe).
 It sleeps in ``select()`` on a self-pipe fed by its signal handlers and on each child's
@@ -14,9 +15,14 @@ ready pipe:
 * a process that exits before it reported ready is a start-up failure: the others are
   stopped and ``start()`` raises :class:`~peregrine_core.PeregrineError` (the command exits
   non-zero) instead of restarting in a loop;
-* SIGTERM or SIGINT stops every process gracefully (SIGTERM forwarded); a second SIGINT is
+* SIGTERM or SIGINT stops every process gracefully: the parent closes its copy of the
+  listener at once (so that, once the processes have closed theirs, new connections are
+  refused rather than accepted and reset) and forwards SIGTERM; a second SIGINT is
   forwarded as SIGINT, which makes each process stop at once; processes still alive
-  ``graceful_timeout`` + 5 s later are killed.
+  ``graceful_timeout`` + 5 s later are killed;
+* if the parent dies (even by SIGKILL), every process notices within a poll: each holds the
+  read end of a pipe whose only write end the parent holds, and that end turns readable
+  (end of file) when the parent is gone; the process then stops within a second.
 
 Each process has its own copy of the handler: state in it is per process.
 """
@@ -30,12 +36,10 @@ import select
 import signal
 import time
 import types
-from typing import TYPE_CHECKING, Final
+from collections.abc import Callable
+from typing import Final
 
 from ._errors import PeregrineError
-
-if TYPE_CHECKING:
-    from ._server import Server
 
 __all__ = ["Supervisor"]
 
@@ -59,48 +63,49 @@ class _Child:
 
 
 class Supervisor:
-    """Forks, watches and replaces the server processes of one :class:`Server`."""
+    """Forks, watches and replaces ``processes`` server processes.
 
-    def __init__(self, server: Server, processes: int) -> None:
-        self._server = server
+    Args:
+        processes: how many to run.
+        target: what each process runs, given the write end of its ready pipe (write one
+            byte once serving) and the read end of the parent-death pipe (readable once the
+            parent is gone). It returns when the process should exit.
+        graceful_timeout: the processes' own stop deadline; they are killed 5 s after it.
+        close_listener: closes the parent's copy of the listening socket.
+        description: what is served, for the start-up log line.
+    """
+
+    def __init__(
+        self,
+        processes: int,
+        target: Callable[[int, int], None],
+        *,
+        graceful_timeout: float,
+        close_listener: Callable[[], None],
+        description: str,
+    ) -> None:
+        self._target = target
         self._count = processes
-        self._reuse_port = server.config.reuse_port and hasattr(os, "fork") and hasattr(select, "select")
+        self._graceful_timeout = graceful_timeout
+        self._close_listener = close_listener
+        self._description = description
         self._children: dict[int, _Child] = {}
         self._signals: list[int] = []
         self._stopping = False
         self._kill_at = 0.0
         self._failure: str | None = None
         self._restarts: list[float] = []
+        self.forced = False
         self._sig_r, self._sig_w = os.pipe()
         os.set_blocking(self._sig_r, False)
         os.set_blocking(self._sig_w, False)
+        self._death_r, self._death_w = os.pipe()
 
     # --- parent ------------------------------------------------------------------------------
 
     def run(self) -> None:
-        server = self._server
-        if not hasattr(os, "fork"):
-            raise PeregrineError("processes > 1 needs os.fork(), which this platform lacks")
-        if self._reuse_port:
-            # Reserve the port (binding without listening receives no connection); each
-            # process then listens on its own SO_REUSEPORT socket.
-            if server._listener is not None:  # bound early (to report errors): rebind
-                server._listener.close()
-                server._listener = None
-            reserved = server._make_listener(listen=False, reuse_port=True)
-            server._address = reserved.getsockname()[:2]
-            server._listener = reserved
-        else:
-            server.bind()
-        host, port = server.address
-        log.info(
-            "supervisor pid %d: %d processes on %s:%d (%s)",
-            os.getpid(),
-            self._count,
-            host,
-            port,
-            "one SO_REUSEPORT listener each" if self._reuse_port else "one shared listener",
-        )
+        """Run until every process has stopped; raise if one failed to start."""
+        log.info("supervisor pid %d: %d processes on %s", os.getpid(), self._count, self._description)
         previous = {
             sig: signal.signal(sig, self._on_signal)
             for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGCHLD)
@@ -112,11 +117,9 @@ class Supervisor:
         finally:
             for sig, handler in previous.items():
                 signal.signal(sig, handler)
-            os.close(self._sig_r)
-            os.close(self._sig_w)
-            if server._listener is not None:
-                server._listener.close()
-                server._listener = None
+            for fd in (self._sig_r, self._sig_w, self._death_r, self._death_w):
+                os.close(fd)
+            self._close_listener()
         if self._failure is not None:
             raise PeregrineError(self._failure)
         log.info("all server processes stopped")
@@ -179,13 +182,14 @@ class Supervisor:
             self._stop_all(signal.SIGTERM)
         elif signum == signal.SIGINT:
             log.info("second SIGINT: stopping every process at once")
-            self._server._forced = True
+            self.forced = True
             self._stop_all(signal.SIGINT)
 
     def _stop_all(self, sig: int) -> None:
         if not self._stopping:
             self._stopping = True
-            self._kill_at = time.monotonic() + self._server.config.graceful_timeout + KILL_MARGIN_SECONDS
+            self._close_listener()  # the processes close theirs as they stop
+            self._kill_at = time.monotonic() + self._graceful_timeout + KILL_MARGIN_SECONDS
         for child in self._children.values():
             _kill(child.pid, sig)
 
@@ -241,11 +245,11 @@ class Supervisor:
                 signal.signal(sig, signal.SIG_DFL)
             os.close(self._sig_r)
             os.close(self._sig_w)
+            os.close(self._death_w)  # the parent's alone: its death is the pipe's end
             for other in self._children.values():
                 if other.ready_fd >= 0:
                     os.close(other.ready_fd)
-            self._server._prepare_child(self._reuse_port)
-            self._server._serve(ready_w)
+            self._target(ready_w, self._death_r)
         except SystemExit as exc:
             code = exc.code if isinstance(exc.code, int) else 1
         except BaseException:

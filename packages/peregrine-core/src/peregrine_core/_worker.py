@@ -1,4 +1,4 @@
-"""A worker thread: one poller, its connections, the handler calls and the deadlines.
+"""A worker: one poller, its connections, the handler calls and the deadlines.
 
 Strategy: level-triggered readiness. A connection is registered for READ while it has no
 output queued and for WRITE (only) while it has. Each pass of the loop first reads every
@@ -6,7 +6,16 @@ connection the poller reported, then takes the clock (``Request.received_at``: e
 of the pass had been received by then), then parses and answers what was read. Every
 complete request is answered in order (up to ``max_pipelined_requests`` per batch); the
 responses of a batch are written together. The worker sleeps in ``poll()`` until the next
-deadline or a wake-up (new connections, shutdown); with no connection it sleeps indefinitely.
+deadline or a wake-up (new connections, results of handler calls, shutdown); with no
+connection it sleeps indefinitely.
+
+Handlers run inline, on the thread driving the loop, so a CPU-only handler costs no thread
+switch. A call that blocks for longer than ``handoff_delay`` is detached (see
+:mod:`peregrine_core.handoff`): another thread takes the loop over, the blocked one hands its
+response back through ``_completions`` when its call returns. Its connection is out of the
+poller meanwhile (state ``CALLING``). At most ``handler_threads`` calls run at once; beyond,
+requests wait in a queue of ``handler_queue`` (their connections paused likewise), and
+beyond that they are answered ``503`` with ``Retry-After``.
 
 Deadlines (one per connection, its meaning given by the state) are checked by a sweep over
 the worker's connections, run when the earliest known deadline has passed, at most every
@@ -18,11 +27,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import struct
 import threading
 import time
 from collections import deque
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any, Final
+from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._chunked import ChunkedReader
 from ._config import ServerConfig
@@ -32,7 +42,9 @@ from ._h1 import Head, HeadMemo, Limits, parse_head
 from ._log import RateLimitedLog, escape
 from ._response import Response
 from ._status import reason_phrase, status_line
+from .handoff import HandoffPool, Monitor, Unwind
 from .poller import ERROR, READ, WRITE, Poller, Waker, make_poller
+from .transport import SocketTransport
 
 if TYPE_CHECKING:
     from ._request import Request
@@ -42,9 +54,25 @@ __all__ = ["Worker"]
 log = logging.getLogger("peregrine_core.server")
 access_log = logging.getLogger("peregrine_core.access")
 
+try:  # Linux: the unsent-and-unacknowledged byte count of a TCP socket
+    import fcntl
+    import termios
+
+    _TIOCOUTQ: int | None = termios.TIOCOUTQ
+except (ImportError, AttributeError):  # pragma: no cover - elsewhere lingering runs its course
+    _TIOCOUTQ = None
+
 SWEEP_INTERVAL_SECONDS: Final = 0.25
 _INF: Final = float("inf")
 LINGER_SECONDS: Final = 2.0
+#: At shutdown an idle keep-alive connection is closed once it has been idle this long: a
+#: request its client sent just before it learnt of the shutdown is still answered.
+SHUTDOWN_IDLE_SECONDS: Final = 0.5
+#: After a handler call blocked, calls start on pool threads for this long (each call that
+#: blocks again extends it); then they run inline again.
+OFFLOAD_SECONDS: Final = 1.0
+#: Longest-idle connections closed at once when the process runs out of descriptors.
+SHED_CONNECTIONS: Final = 16
 _MAX_IDLE_CRLF_BYTES: Final = 16
 _JOIN_MAX_BODY_BYTES: Final = 16 * 1024  # smaller bodies are copied behind their head
 _CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
@@ -60,6 +88,7 @@ _BODY: Final = State.BODY
 _LINGER: Final = State.LINGER
 _UPGRADED: Final = State.UPGRADED
 _CLOSED: Final = State.CLOSED
+_CALLING: Final = State.CALLING
 _READ_OR_ERROR: Final = READ | ERROR
 
 
@@ -95,14 +124,14 @@ def http_date(seconds: float) -> bytes:
 
 
 class Worker:
-    """One worker thread and everything it owns."""
+    """One worker: its loop, the threads that drive it, and everything they own."""
 
     def __init__(
         self,
         index: int,
         handler: Any,
         config: ServerConfig,
-        release_slot: Callable[[], None],
+        release_slot: Callable[[int], None],
         get_upgrade: Callable[[str], Any],
     ) -> None:
         self.index = index
@@ -120,15 +149,30 @@ class Worker:
         self._memo = HeadMemo(limits)
         self._poller: Poller = make_poller(config.poller)
         self._waker = Waker()
+        self._poller.register(self._waker.fileno(), READ)
         self._bad_requests = RateLimitedLog(log)  # one warning per 10 s, with a count
+        self._busy_log = RateLimitedLog(log)
         self._inbox: deque[tuple[socket.socket, object]] = deque()
         self._conns: dict[int, Connection] = {}
         self._ready: deque[Connection] = deque()  # connections with buffered requests to parse
-        self._read: list[Connection] = []  # connections read from in this pass, to parse
+        self._read: deque[Connection] = deque()  # read from in this pass, to parse
         self._received = time.monotonic()  # taken after the reads of the latest pass
+        # Handler calls. Filled by other threads: _handed (by the monitor, under the pool's
+        # lock), _completions (by detached threads, likewise). The rest is the driver's.
+        self._pool = HandoffPool(self.name, self._drive, self._on_detach)
+        self._handed: deque[tuple[Connection, Head]] = deque()  # detached calls, to pause
+        self._completions: deque[tuple[Connection, Head, Response, bytes, float]] = deque()
+        self._waiting: deque[tuple[Connection, Head, bytes]] = deque()  # no free handler thread
+        self._max_busy = config.handler_threads  # a call starts only while fewer run elsewhere
+        self._queue_max = config.handler_queue
+        self._handoff_delay = config.handoff_delay
+        self._offload_until = 0.0  # loop clock: until then calls start on pool threads
+        self._careful = False  # calls run elsewhere, or are queued, or offloading is on
+        self._shed = False
         self._stopping = False
         self._force = False
         self._stop_deadline = 0.0
+        self._stop_started = 0.0
         self._next_deadline = _INF
         self._now = time.monotonic()  # when the last poll() returned: the loop's clock
         self._last_sweep = 0.0
@@ -144,16 +188,33 @@ class Worker:
         self._ka10_tail = b"Connection: keep-alive\r\nKeep-Alive: timeout=%d\r\n\r\n" % int(
             config.keepalive_timeout
         )
-        self._thread = threading.Thread(target=self._run, name=self.name, daemon=True)
+        self._ended = threading.Event()
 
     # --- called from other threads -------------------------------------------------------
 
-    def start(self) -> None:
-        self._thread.start()
+    @property
+    def pool(self) -> HandoffPool:
+        """The threads driving this worker's loop (for the handoff monitor)."""
+        return self._pool
+
+    @property
+    def load(self) -> int:
+        """Connections owned or on their way, plus handler calls running elsewhere."""
+        return len(self._conns) + len(self._inbox) + self._pool.busy
+
+    def start(self, monitor: Monitor) -> None:
+        """Start driving the loop, with ``monitor`` watching its handler calls."""
+        monitor.add(self._pool)
+        self._pool.start()
 
     def adopt(self, sock: socket.socket, addr: object) -> None:
         """Hand a freshly accepted socket to this worker (thread-safe)."""
         self._inbox.append((sock, addr))
+        self._waker.wake()
+
+    def shed_idle(self) -> None:
+        """Ask the worker to close its longest-idle connections (out of descriptors)."""
+        self._shed = True
         self._waker.wake()
 
     def stop(self, deadline: float) -> None:
@@ -169,74 +230,105 @@ class Worker:
         self._waker.wake()
 
     def join(self, timeout: float | None = None) -> bool:
-        self._thread.join(timeout)
-        return not self._thread.is_alive()
+        """Wait until the loop has ended (a detached handler call may still be running)."""
+        return self._ended.wait(timeout)
 
     # --- the loop ----------------------------------------------------------------------------
 
-    def _run(self) -> None:
+    def _drive(self) -> None:
+        """Run the loop on this thread until it ends, or until this thread's call is
+        detached (:class:`Unwind` leaves through here to the pool)."""
+        try:
+            self._loop()
+        except Unwind:
+            raise
+        except BaseException:
+            log.exception("worker %d crashed; closing its connections", self.index)
+        self._end_loop()
+
+    def _loop(self) -> None:
         poller = self._poller
         waker = self._waker
         wake_fd = waker.fileno()
-        poller.register(wake_fd, READ)
         conns = self._conns
         ready = self._ready
+        read = self._read
+        completions = self._completions
+        pool = self._pool
+        pool.begin_pass()  # a pass: the code up to the next poll
         monotonic = time.monotonic
-        try:
-            while True:
-                if self._stopping and self._check_stop():
-                    break
-                timeout: float | None = None
-                if ready:
-                    timeout = 0.0
-                elif conns:
-                    wake_at = max(self._next_deadline, self._last_sweep + SWEEP_INTERVAL_SECONDS)
-                    if wake_at != _INF:
-                        timeout = max(0.0, wake_at - monotonic())
-                if self._stopping:
-                    timeout = 0.05 if timeout is None else min(timeout, 0.05)
-                events = poller.poll(timeout)
-                self._now = now = monotonic()
-                if now >= self._date_expires:
-                    self._refresh_date()
-                for fd, ev in events:
-                    conn = conns.get(fd)
-                    if conn is None:
-                        if fd == wake_fd:
-                            waker.drain()
-                            self._take_inbox()
-                        continue
+        while True:
+            if self._handed:
+                self._pause_handed()
+            if completions or self._waiting:
+                self._take_completions()
+            # Whether a request must look at the handler threads before its call runs
+            # here: recomputed each pass (also set at once by a detach).
+            self._careful = bool(self._pool._busy or self._waiting or self._now < self._offload_until)
+            if self._shed:
+                self._shed_idle()
+            if self._stopping and self._check_stop():
+                return
+            timeout: float | None = None
+            if ready or completions or read:  # read: left by a driver whose call was detached
+                timeout = 0.0
+            elif conns:
+                wake_at = max(self._next_deadline, self._last_sweep + SWEEP_INTERVAL_SECONDS)
+                if wake_at != _INF:
+                    timeout = max(0.0, wake_at - monotonic())
+            if self._stopping:
+                timeout = 0.05 if timeout is None else min(timeout, 0.05)
+            pool.end_pass()
+            events = poller.poll(timeout)
+            pool.begin_pass()
+            self._now = now = monotonic()
+            if now >= self._date_expires:
+                self._refresh_date()
+            for fd, ev in events:
+                conn = conns.get(fd)
+                if conn is None:
+                    if fd == wake_fd:
+                        waker.drain()
+                        self._take_inbox()
+                    continue
+                try:
+                    if ev & WRITE and conn.writing:
+                        self._send(conn)
+                    elif ev & _READ_OR_ERROR and not conn.writing:
+                        self._on_readable(conn)
+                except Exception:
+                    self._crashed(conn)
+            self._answer_read()  # every ready connection has been read: answer them
+            while ready:
+                conn = ready.popleft()
+                if conn.inbuf and not conn.writing and conn.state == _IDLE:
+                    data, conn.inbuf = conn.inbuf, b""
                     try:
-                        if ev & WRITE and conn.writing:
-                            self._send(conn)
-                        elif ev & _READ_OR_ERROR and not conn.writing:
-                            self._on_readable(conn)
+                        self._process(conn, data)
                     except Exception:
                         self._crashed(conn)
-                self._answer_read()  # every ready connection has been read: answer them
-                while ready:
-                    conn = ready.popleft()
-                    if conn.inbuf and not conn.writing and conn.state == _IDLE:
-                        data, conn.inbuf = conn.inbuf, b""
-                        try:
-                            self._process(conn, data)
-                        except Exception:
-                            self._crashed(conn)
-                if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
-                    self._sweep(now)
-        except BaseException:
-            log.exception("worker %d crashed; closing its connections", self.index)
-            raise
-        finally:
-            for conn in list(conns.values()):
-                self._close(conn)
-            while self._inbox:
-                sock, _ = self._inbox.popleft()
-                sock.close()
-                self._release_slot()
-            poller.unregister(wake_fd)
-            poller.close()
-            waker.close()
+            if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
+                self._sweep(now)
+
+    def _end_loop(self) -> None:
+        """On the thread that ends the loop: close everything it owns."""
+        for conn in list(self._conns.values()):
+            self._close(conn)
+        while self._inbox:
+            sock, _ = self._inbox.popleft()
+            sock.close()
+            self._release_slot(2)
+        for conn, _, _ in self._waiting:
+            self._close(conn)
+        self._waiting.clear()
+        self._pool.finish()  # from now on results of detached calls are dropped
+        for conn, _, resp, _, _ in self._completions:
+            resp._drop_file()
+            self._close(conn)
+        self._completions.clear()
+        self._poller.close()
+        self._waker.close()  # safe: a late wake() after this does nothing (see Waker)
+        self._ended.set()
 
     def _crashed(self, conn: Connection) -> None:
         """A bug surfaced while serving ``conn``: log it, drop that connection, carry on."""
@@ -252,11 +344,9 @@ class Worker:
         deadline = now + self._config.header_timeout
         while inbox:
             sock, addr = inbox.popleft()
-            if self._stopping:
-                sock.close()
-                self._release_slot()
-                continue
-            conn = Connection(sock, addr, deadline)
+            # Accepted while stopping too: a request it already sent is answered.
+            transport = SocketTransport(sock, addr)
+            conn = Connection(transport, addr, deadline)
             self._conns[conn.fd] = conn
             self._poller.register(conn.fd, READ)
         self._next_deadline = min(self._next_deadline, deadline)
@@ -269,6 +359,8 @@ class Worker:
         self._last_sweep = now
         nearest = _INF
         for conn in list(self._conns.values()):
+            if conn.state == _CALLING:
+                continue  # no deadline runs while its handler does
             deadline = conn.deadline
             if deadline <= now:
                 self._expire(conn)
@@ -286,29 +378,182 @@ class Worker:
         else:  # idle keep-alive, a silent new connection, or the end of a lingering close
             self._close(conn)
 
+    def _idle_since(self, conn: Connection) -> float:
+        """When an ``IDLE`` connection's last response was written (or it was accepted)."""
+        wait = self._keepalive_timeout if conn.requests else self._config.header_timeout
+        return conn.deadline - wait
+
+    def _shed_idle(self) -> None:
+        """Close the longest-idle keep-alive connections: the process is out of descriptors."""
+        self._shed = False
+        idle = [c for c in self._conns.values() if c.state == _IDLE and not c.writing and not c.inbuf]
+        idle.sort(key=self._idle_since)
+        for conn in idle[:SHED_CONNECTIONS]:
+            self._close(conn)
+        if idle:
+            log.warning(
+                "worker %d: out of file descriptors; closed %d idle connection(s)",
+                self.index,
+                min(len(idle), SHED_CONNECTIONS),
+            )
+
     def _check_stop(self) -> bool:
         """Apply a pending stop; True when the loop may exit."""
-        if self._force or time.monotonic() >= self._stop_deadline:
-            if self._conns:
-                log.info("worker %d: closing %d connection(s) at the deadline", self.index, len(self._conns))
+        now = time.monotonic()
+        if not self._stop_started:
+            self._stop_started = now
+        if self._force or now >= self._stop_deadline:
+            self._report_unfinished()
             for conn in list(self._conns.values()):
                 self._close(conn)
             return True
         self._take_inbox()
-        idle = [c for c in self._conns.values() if c.state == _IDLE and not c.writing and not c.inbuf]
+        # An idle connection is closed once it has been idle for a moment, after a last
+        # read: a request already on its way is answered (with Connection: close), and
+        # one that arrives before the moment is up likewise.
+        quiet = now - SHUTDOWN_IDLE_SECONDS
+        idle = [
+            c
+            for c in self._conns.values()
+            if c.state == _IDLE and not c.writing and not c.inbuf and self._idle_since(c) <= quiet
+        ]
         for conn in idle:
-            self._on_readable(conn)  # a request may be waiting in the kernel:
-        self._answer_read()  # it is answered (with Connection: close) rather than reset
+            self._on_readable(conn)
+        self._answer_read()
         for conn in idle:
             if conn.state == _IDLE and not conn.writing and self._conns.get(conn.fd) is conn:
                 self._close(conn)
+        # A lingering close protects a response from a reset until the peer has it; once
+        # the peer has acknowledged every byte, shutdown need not wait for the rest of it.
+        for conn in [c for c in self._conns.values() if c.state == _LINGER]:
+            if _unacknowledged(conn.fd) == 0:
+                self._close(conn)
         return not self._conns
+
+    def _report_unfinished(self) -> None:
+        """At the stop's deadline: say which requests are still unanswered, and why."""
+        if not self._conns:
+            return
+        waiting = {id(c) for c, _, _ in self._waiting}
+        calling = 0
+        for conn in self._conns.values():
+            if conn.state != _CALLING or conn.head is None:
+                continue
+            req = conn.head.request
+            calling += 1
+            log.warning(
+                "worker %d: %s %s from %s %s at the shutdown deadline; closing its connection",
+                self.index,
+                escape(req.method),
+                escape(req.target),
+                conn.addr,
+                "still waited for a handler thread" if id(conn) in waiting else "was still in its handler",
+            )
+        log.info(
+            "worker %d: closing %d connection(s) at the deadline (%d with a request unanswered)",
+            self.index,
+            len(self._conns),
+            calling,
+        )
+
+    # --- handler calls on other threads ------------------------------------------------------
+
+    def _on_detach(self, key: object) -> None:
+        """Monitor thread, under the pool's lock: the driver's call ``key`` (a connection
+        and the head of its request) was detached."""
+        assert isinstance(key, tuple)
+        self._handed.append(key)
+        self._offload_until = time.monotonic() + OFFLOAD_SECONDS
+        self._careful = True
+
+    def _offload(self, conn: Connection, head: Head, rest: bytes) -> None:
+        """Start the handler call on a pool thread: calls have been blocking lately."""
+        conn.head = head
+        self._pause(conn)
+        started = time.perf_counter()
+        handle = self._handle
+
+        def task() -> None:
+            req = head.request
+            resp = Response()
+            try:
+                handle(req, resp)
+            except Exception:
+                resp = self._handler_failed(req, resp)
+            if time.perf_counter() - started > self._handoff_delay:
+                self._offload_until = time.monotonic() + OFFLOAD_SECONDS  # still blocking
+                self._careful = True
+            self._post(conn, head, resp, rest, started if self._access_log else 0.0)
+
+        self._pool.submit(task)
+
+    def _pause(self, conn: Connection) -> None:
+        """Take ``conn`` out of the poller while its request waits for a handler."""
+        conn.state = _CALLING
+        if not conn.paused:
+            conn.paused = True
+            self._poller.unregister(conn.fd)
+
+    def _resume(self, conn: Connection) -> None:
+        conn.state = _IDLE
+        conn.writing = False
+        if conn.paused:
+            conn.paused = False
+            self._poller.register(conn.fd, READ)
+
+    def _pause_handed(self) -> None:
+        handed = self._handed
+        while handed:
+            conn, head = handed.popleft()
+            if conn.state != _CLOSED and self._conns.get(conn.fd) is conn:
+                conn.head = head  # names the request if it is unanswered at shutdown
+                self._pause(conn)
+
+    def _take_completions(self) -> None:
+        """Answer the requests whose handler calls came back, then start queued ones."""
+        completions = self._completions
+        while completions:
+            conn, head, resp, rest, started = completions.popleft()
+            if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
+                resp._drop_file()
+                continue
+            self._resume(conn)
+            try:
+                self._process(conn, rest, head, resp, started)
+            except Exception:
+                self._crashed(conn)
+        waiting = self._waiting
+        while waiting and self._pool.busy < self._max_busy:
+            conn, head, rest = waiting.popleft()
+            if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
+                continue
+            self._resume(conn)
+            try:
+                self._process(conn, rest, head)
+            except Exception:
+                self._crashed(conn)
+
+    def _enqueue(self, conn: Connection, head: Head, rest: bytes) -> bool:
+        """No handler thread is free: queue the request (True), or refuse it (False)."""
+        if len(self._waiting) < self._queue_max:
+            conn.head = head
+            self._waiting.append((conn, head, rest))
+            self._pause(conn)
+            return True
+        self._busy_log.warning(
+            "worker %d: %d handler calls running and %d requests queued; answered 503 to %s",
+            self.index,
+            self._pool.busy + 1,
+            len(self._waiting),
+            conn.addr,
+        )
+        return False
 
     # --- reading -----------------------------------------------------------------------------
 
     def _on_readable(self, conn: Connection) -> None:
         try:
-            data = conn.sock.recv(self._read_size)
+            data = conn.transport.recv(self._read_size)
         except BlockingIOError:
             return
         except OSError:
@@ -346,23 +591,35 @@ class Worker:
         """Parse and answer what ``_on_readable`` read from every ready connection.
 
         The clock is taken first: every request found was received by then
-        (``Request.received_at``).
+        (``Request.received_at``). The deque is consumed as it goes, so a driver taking
+        over after a detached call carries on with the connections left.
         """
         read = self._read
         if not read:
             return
         self._received = time.monotonic()
-        for conn in read:
-            if conn.inbuf and not conn.writing and conn.state != _CLOSED:
+        while read:
+            conn = read.popleft()
+            if conn.inbuf and not conn.writing and conn.state != _CLOSED and conn.state != _CALLING:
                 data, conn.inbuf = conn.inbuf, b""
                 try:
                     self._process(conn, data)
                 except Exception:
                     self._crashed(conn)
-        read.clear()
 
-    def _process(self, conn: Connection, buf: bytes) -> None:
-        """Parse and answer every complete request in ``buf``; keep the rest."""
+    def _process(
+        self,
+        conn: Connection,
+        buf: bytes,
+        head: Head | None = None,
+        resp: Response | None = None,
+        started: float = 0.0,
+    ) -> None:
+        """Parse and answer every complete request in ``buf``; keep the rest.
+
+        ``head`` is a request parsed earlier that is answered first: with its ``resp``
+        when its handler call came back from another thread, else by calling the handler.
+        """
         pos = 0
         end = len(buf)
         answered = 0
@@ -370,82 +627,114 @@ class Worker:
         memo = self._memo
         received = self._received
         batch_max = self._config.max_pipelined_requests
+        pool = self._pool
+        calls = pool.calls
         try:
-            while pos < end or conn.state == _BODY:
-                state = conn.state
-                if state == _BODY:
-                    head = conn.head
-                    assert head is not None
-                    reader = conn.chunked
-                    if reader is not None:
-                        pos = reader.feed(buf, pos)
-                        if not reader.done:
-                            break
-                        head.request.body = reader.body
-                        conn.chunked = None
-                    else:
-                        body = conn.body
-                        take = min(head.content_length - len(body), end - pos)
-                        body += memoryview(buf)[pos : pos + take]
-                        pos += take
-                        if len(body) < head.content_length:
-                            break
-                        head.request.body = bytes(body)
-                        conn.body = bytearray()
-                    head.request.received_at = received  # its last byte came in this pass
-                    conn.head = None
-                else:
-                    if state == _IDLE:
-                        # RFC 9112 §2.2: "a server ... SHOULD ignore at least one empty
-                        # line (CRLF) received prior to the request-line" (some clients
-                        # send one after a body). When that is all there is, it neither
-                        # starts the head deadline nor extends the keep-alive one; before
-                        # a request line the codec skips it (and bounds how many).
-                        rest = end - pos
-                        if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
-                            pos = end
-                            break
-                    parsed = parse_head(buf, pos, limits, conn.addr, memo, received)
-                    if parsed is None:
-                        if state == _IDLE:  # the head's deadline runs from its first byte
-                            conn.state = _HEAD
-                            self._set_deadline(conn, self._now + self._config.header_timeout)
+            while True:
+                if head is None:
+                    state = conn.state
+                    if pos >= end and state != _BODY:
                         break
-                    head = parsed
-                    pos = head.end
-                    if head.chunked or head.content_length:
-                        if head.content_length > limits.max_body_bytes:
-                            raise RemoteProtocolError(
-                                f"request body of {head.content_length} bytes exceeds "
-                                f"{limits.max_body_bytes}",
-                                413,
-                            )
-                        if head.chunked:
-                            reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
+                    if state == _BODY:
+                        head = conn.head
+                        assert head is not None
+                        reader = conn.chunked
+                        if reader is not None:
                             pos = reader.feed(buf, pos)
-                            complete = reader.done
-                            if complete:
-                                head.request.body = reader.body
-                            else:
-                                conn.chunked = reader
+                            if not reader.done:
+                                head = None
+                                break
+                            head.request.body = reader.body
+                            conn.chunked = None
                         else:
-                            complete = end - pos >= head.content_length
-                            if complete:
-                                head.request.body = buf[pos : pos + head.content_length]
-                                pos += head.content_length
-                            else:  # the rest arrives into a bytearray, not by re-joining
-                                conn.body = bytearray(memoryview(buf)[pos:end])
+                            body = conn.body
+                            take = min(head.content_length - len(body), end - pos)
+                            body += memoryview(buf)[pos : pos + take]
+                            pos += take
+                            if len(body) < head.content_length:
+                                head = None
+                                break
+                            head.request.body = bytes(body)
+                            conn.body = bytearray()
+                        head.request.received_at = received  # its last byte came in this pass
+                        conn.head = None
+                    else:
+                        if state == _IDLE:
+                            # RFC 9112 §2.2: "a server ... SHOULD ignore at least one empty
+                            # line (CRLF) received prior to the request-line" (some clients
+                            # send one after a body). When that is all there is, it neither
+                            # starts the head deadline nor extends the keep-alive one; before
+                            # a request line the codec skips it (and bounds how many).
+                            rest = end - pos
+                            if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
                                 pos = end
-                        if not complete:
-                            conn.head = head
-                            conn.state = _BODY
-                            self._set_deadline(conn, self._now + self._config.body_timeout)
-                            if head.expect_continue:
-                                conn.out.append(_CONTINUE)
+                                break
+                        parsed = parse_head(buf, pos, limits, conn.addr, memo, received)
+                        if parsed is None:
+                            if state == _IDLE:  # the head's deadline runs from its first byte
+                                conn.state = _HEAD
+                                self._set_deadline(conn, self._now + self._config.header_timeout)
                             break
+                        head = parsed
+                        pos = head.end
+                        if head.chunked or head.content_length:
+                            if head.content_length > limits.max_body_bytes:
+                                raise RemoteProtocolError(
+                                    f"request body of {head.content_length} bytes exceeds "
+                                    f"{limits.max_body_bytes}",
+                                    413,
+                                )
+                            if head.chunked:
+                                reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
+                                pos = reader.feed(buf, pos)
+                                complete = reader.done
+                                if complete:
+                                    head.request.body = reader.body
+                                else:
+                                    conn.chunked = reader
+                            else:
+                                complete = end - pos >= head.content_length
+                                if complete:
+                                    head.request.body = buf[pos : pos + head.content_length]
+                                    pos += head.content_length
+                                else:  # the rest arrives into a bytearray, not by re-joining
+                                    conn.body = bytearray(memoryview(buf)[pos:end])
+                                    pos = end
+                            if not complete:
+                                conn.head = head
+                                conn.state = _BODY
+                                self._set_deadline(conn, self._now + self._config.body_timeout)
+                                if head.expect_continue:
+                                    conn.out.append(_CONTINUE)
+                                head = None
+                                break
                 # A whole request: answer it.
                 answered += 1
-                if not self._respond(conn, head):
+                if resp is None:
+                    if self._careful and (pool._busy >= self._max_busy or self._now < self._offload_until):
+                        if pool._busy < self._max_busy:
+                            self._offload(conn, head, buf[pos:])
+                            return  # resumed when the call's result comes back
+                        if self._enqueue(conn, head, buf[pos:]):
+                            return  # resumed when a handler thread is free
+                        resp = _busy_response()
+                    else:
+                        # The handler runs here, on the driver. HandoffPool.begin(conn) and
+                        # end() are inlined: they run for every request.
+                        if self._access_log:
+                            started = time.perf_counter()
+                        req = head.request
+                        resp = Response()
+                        calls.append((conn, head))  # a new object per call
+                        try:
+                            self._handle(req, resp)
+                        except Exception:
+                            resp = self._handler_failed(req, resp)
+                        try:
+                            calls.pop()
+                        except IndexError:  # detached: this thread no longer drives the loop
+                            self._give_back(conn, head, resp, buf[pos:], started)
+                if not self._finish(conn, head, resp, started):
                     # The connection ends (or switches protocol) after this response:
                     # what follows in the buffer is never parsed as HTTP.
                     if conn.upgrade is not None:
@@ -454,6 +743,7 @@ class Worker:
                     buf = b""
                     pos = end = 0
                     break
+                head = resp = None
                 conn.state = _IDLE
                 if answered >= batch_max and pos < end:
                     conn.batch_full = True  # flush this batch before parsing more
@@ -467,27 +757,58 @@ class Worker:
 
     # --- responding ----------------------------------------------------------------------------
 
-    def _respond(self, conn: Connection, head: Head) -> bool:
-        """Run the handler and queue its response; False when the connection must end."""
+    def _handler_failed(self, req: Request, resp: Response) -> Response:
+        log.exception("handler failed on %s %s", req.method, escape(req.target))
+        resp._drop_file()
+        return _error_response(500)
+
+    def _post(self, conn: Connection, head: Head, resp: Response, rest: bytes, started: float) -> None:
+        """On a pool thread: hand a call's response back to the loop's driver."""
+        item = (conn, head, resp, rest, started)
+        completions = self._completions
+        waker = self._waker
+
+        def give_back() -> None:
+            completions.append(item)
+            waker.wake()
+
+        self._pool.post(give_back)
+
+    def _give_back(
+        self, conn: Connection, head: Head, resp: Response, rest: bytes, started: float
+    ) -> NoReturn:
+        """On a thread whose call the monitor detached: hand the response back and leave."""
+        self._post(conn, head, resp, rest, started)
+        raise Unwind
+
+    def _finish(self, conn: Connection, head: Head, resp: Response, started: float) -> bool:
+        """Queue ``resp`` as the answer to ``head``; False when the connection must end."""
         req = head.request
-        resp = Response()
-        started = time.perf_counter() if self._access_log else 0.0
-        try:
-            self._handle(req, resp)
-            upgrade = resp.upgrade_protocol
-            if upgrade is not None:
+        conn.head = None
+        upgrade = resp.upgrade_protocol
+        if upgrade is not None:
+            try:
                 conn.upgrade = (self._get_upgrade(upgrade), req, b"", resp.upgrade_state)
-        except Exception as exc:
-            if isinstance(exc, PluginError):
-                log.error("cannot upgrade %s %s: %s", req.method, escape(req.target), exc)
-            else:
-                log.exception("handler failed on %s %s", req.method, escape(req.target))
-            conn.upgrade = None
-            resp._drop_file()
-            resp = Response()
-            resp.status = 500
-            resp.add_header("Content-Type", "text/plain; charset=utf-8")
-            resp.set_body("Internal Server Error\n")
+            except Exception as exc:
+                if isinstance(exc, PluginError):
+                    log.error("cannot upgrade %s %s: %s", req.method, escape(req.target), exc)
+                else:
+                    log.exception("upgrade plugin failed on %s %s", req.method, escape(req.target))
+                resp = _error_response(500)
+        if req.method == "CONNECT" and conn.upgrade is None:
+            # RFC 9110 §9.3.6: "Any 2xx (Successful) response indicates that the sender
+            # (and all inbound proxies) will switch to tunnel mode immediately after the
+            # response header section". There is no tunnel here: a 2xx would make a proxy
+            # in front forward what follows uninspected while this server parses it.
+            if 200 <= resp._status < 300:
+                log.error(
+                    "handler answered CONNECT %s with %d, but this server has no tunnel; sent 501",
+                    escape(req.target),
+                    resp._status,
+                )
+                resp._drop_file()
+                resp = _error_response(501)
+            resp.close_connection = True  # nothing after a CONNECT is parsed as a request
         conn.requests += 1
         keep = (
             head.keep_alive
@@ -635,34 +956,67 @@ class Worker:
         conn.state = _LINGER
         conn.close_after_flush = False
         try:
-            conn.sock.shutdown(socket.SHUT_WR)
+            conn.transport.shutdown_write()
         except OSError:
             self._close(conn)
             return
         self._set_deadline(conn, time.monotonic() + LINGER_SECONDS)
 
     def _hand_over(self, conn: Connection) -> None:
-        assert conn.upgrade is not None and conn.head is None
+        assert conn.upgrade is not None
         plugin, request, data, state = conn.upgrade
         conn.upgrade = None
+        conn.head = None
         conn.state = _UPGRADED
         self._poller.unregister(conn.fd)
         del self._conns[conn.fd]
-        self._release_slot()
+        # The upgraded connection keeps one unit of its slot (its descriptor) until the
+        # plugin closes the transport; the unit kept for a file body is given back now.
+        release = self._release_slot
+        self._release_slot(1)
+        transport = conn.transport
+        assert isinstance(transport, SocketTransport)
+        transport.on_close = lambda: release(1)
         try:
-            plugin.adopt(conn.sock, request, data, state)
+            plugin.adopt(transport, request, data, state)
         except Exception:
             log.exception("protocol plugin failed to adopt the connection from %s", conn.addr)
-            conn.sock.close()
+            transport.close()
 
     def _close(self, conn: Connection) -> None:
         if conn.state == _CLOSED:
             return
         conn.state = _CLOSED
-        self._poller.unregister(conn.fd)
+        if not conn.paused:
+            self._poller.unregister(conn.fd)
         self._conns.pop(conn.fd, None)
         conn.discard_output()
         try:
-            conn.sock.close()
+            conn.transport.close()
         finally:
-            self._release_slot()
+            self._release_slot(2)
+
+
+def _unacknowledged(fd: int) -> int:
+    """Bytes written to ``fd`` that its peer has not acknowledged (-1: cannot tell)."""
+    if _TIOCOUTQ is None:
+        return -1
+    try:
+        return struct.unpack("i", fcntl.ioctl(fd, _TIOCOUTQ, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
+    except OSError:
+        return -1
+
+
+def _error_response(status: int) -> Response:
+    resp = Response()
+    resp.status = status
+    resp.add_header("Content-Type", "text/plain; charset=utf-8")
+    resp.set_body(f"{reason_phrase(status)}\n")
+    return resp
+
+
+def _busy_response() -> Response:
+    resp = _error_response(503)
+    resp.add_header("Retry-After", "1")
+    resp.close_connection = True
+    return resp

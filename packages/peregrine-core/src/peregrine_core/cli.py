@@ -34,6 +34,9 @@ _HELP: dict[str, str] = {
         "server processes, supervised: a number or 'auto' (one per CPU on GIL builds); "
         "a process that dies is replaced"
     ),
+    "handler_threads": "most handler calls running at once per worker (blocked calls included)",
+    "handler_queue": "requests waiting for a handler thread per worker; 503 beyond",
+    "handoff_delay": "seconds a handler call may hold the loop before another thread takes it over",
     "reuse_port": "give each process its own SO_REUSEPORT listener instead of one shared socket",
     "accept_threads": "threads accepting connections",
     "backlog": "length of the kernel's queue of connections not yet accepted",

@@ -16,7 +16,6 @@ names both.
 
 from __future__ import annotations
 
-import socket
 import threading
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Final, Protocol, runtime_checkable
@@ -28,6 +27,7 @@ if TYPE_CHECKING:
 
     from ._config import ServerConfig
     from ._request import Request
+    from .transport import Transport
 
 __all__ = [
     "HANDLERS_GROUP",
@@ -46,7 +46,9 @@ class UpgradeHandler(Protocol):
     """What a ``peregrine_core.upgrades`` plugin's factory returns (one per server).
 
     ``adopt`` is called on the HTTP worker thread once the ``101`` response has been sent in
-    full; from then on the socket (non-blocking) belongs to the plugin. ``data`` holds the
+    full; from then on the :class:`~peregrine_core.transport.Transport` (non-blocking)
+    belongs to the plugin, which closes it (closing it gives the connection's slot back to
+    the server's descriptor budget: until then it counts against ``max_connections``). ``data`` holds the
     bytes that arrived after the upgrade request, which belong to the new protocol;
     ``state`` is what the handshake passed to ``Response.upgrade(protocol, state)``.
     ``shutdown`` is called once while the server stops, after the HTTP workers have been
@@ -54,7 +56,7 @@ class UpgradeHandler(Protocol):
     ``timeout`` seconds.
     """
 
-    def adopt(self, sock: socket.socket, request: Request, data: bytes, state: object) -> None: ...
+    def adopt(self, transport: Transport, request: Request, data: bytes, state: object) -> None: ...
 
     def shutdown(self, timeout: float) -> None: ...
 

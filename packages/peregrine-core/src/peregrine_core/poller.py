@@ -14,6 +14,7 @@ import errno
 import os
 import select
 import socket
+import threading
 from typing import Final, Protocol
 
 from ._errors import ConfigError
@@ -252,33 +253,42 @@ class Waker:
     """A file descriptor another thread can make readable to interrupt ``poll``.
 
     An eventfd where the OS has one, else a socket pair. ``wake`` is safe from any thread and
-    from signal handlers; ``drain`` is called by the owning thread when ``fileno`` is readable.
+    from signal handlers, before and after ``close``: a closed waker ignores it, and the lock
+    (re-entrant, for a signal handler interrupting its own thread) makes sure no ``wake``
+    ever writes to a descriptor that ``close`` has given back to the OS, where a file opened
+    meanwhile could be using that number. ``drain`` is called by the owning thread when
+    ``fileno`` is readable.
     """
 
     def __init__(self) -> None:
+        self._lock = threading.RLock()
         self._efd = -1
         self._pair: tuple[socket.socket, socket.socket] | None = None
         if hasattr(os, "eventfd"):
             self._efd = os.eventfd(0, os.EFD_NONBLOCK | os.EFD_CLOEXEC)
-            self._wfd = self._efd
+            self._fd = self._efd
         else:
             r, w = socket.socketpair()
             r.setblocking(False)
             w.setblocking(False)
             self._pair = (r, w)
-            self._wfd = w.fileno()
+            self._fd = r.fileno()
+        self._closed = False
 
     def fileno(self) -> int:
-        return self._efd if self._pair is None else self._pair[0].fileno()
+        return self._fd
 
     def wake(self) -> None:
-        try:
-            if self._pair is None:
-                os.eventfd_write(self._efd, 1)
-            else:
-                self._pair[1].send(b"\0")
-        except (BlockingIOError, OSError):
-            pass  # already readable, or closing
+        with self._lock:
+            if self._closed:
+                return
+            try:
+                if self._pair is None:
+                    os.eventfd_write(self._efd, 1)
+                else:
+                    self._pair[1].send(b"\0")
+            except OSError:
+                pass  # already readable (the counter or the pair's buffer is full)
 
     def drain(self) -> None:
         try:
@@ -287,14 +297,16 @@ class Waker:
             else:
                 while self._pair[0].recv(4096):
                     pass
-        except (BlockingIOError, OSError):
+        except OSError:
             pass
 
     def close(self) -> None:
-        if self._pair is None:
-            if self._efd >= 0:
+        with self._lock:
+            if self._closed:
+                return
+            self._closed = True  # first: a wake() from a signal handler from here on is a no-op
+            if self._pair is None:
                 os.close(self._efd)
-                self._efd = -1
-        else:
-            for s in self._pair:
-                s.close()
+            else:
+                for s in self._pair:
+                    s.close()
