@@ -53,13 +53,14 @@ def fetch(server: Handling, target: str, headers: Headers = (), method: str = "G
 
 
 def body(resp: Response) -> bytes:
-    """The bytes the server would send as the body; closes a file body."""
+    """The bytes the server would send as the body (opening a file body as the server
+    would, just before sending it); closes a file body."""
     if resp.file is not None:
         region = resp.file
         try:
-            return os.pread(region.file.fileno(), region.count, region.offset)
+            return os.pread(region.open().fileno(), region.count, region.offset)
         finally:
-            region.file.close()
+            region.close()
             resp.file = None
     return bytes(resp.body)
 

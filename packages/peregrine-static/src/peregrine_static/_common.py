@@ -2,7 +2,9 @@
 answers and the validation of options.
 
 Every refusal of a path (missing, outside the root, hidden, malformed) is answered with the
-same :func:`not_found`, byte for byte, so that a client cannot tell them apart.
+same :func:`not_found`, byte for byte, so that a client cannot tell them apart. A path that
+could not be looked at for lack of resources gets :func:`service_unavailable` instead: it
+may exist, and a 404 would be both wrong and cacheable.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from typing import Final
 from peregrine_core import ConfigError, Response
 
 from ._cache import Fingerprint, fingerprint
+from ._resources import raise_if_exhausted
 
 __all__ = [
     "ALLOWED_METHODS",
@@ -26,6 +29,7 @@ __all__ = [
     "check_size",
     "method_not_allowed",
     "not_found",
+    "service_unavailable",
 ]
 
 #: Revalidate before every use: always fresh, and the ETag makes revalidation a cheap 304.
@@ -37,6 +41,7 @@ _NEVER: Final = float("-inf")
 
 _NOT_FOUND_BODY: Final = b"404 Not Found\n"
 _NOT_ALLOWED_BODY: Final = b"405 Method Not Allowed\n"
+_UNAVAILABLE_BODY: Final = b"503 Service Unavailable: out of resources, try again\n"
 _TEXT_PLAIN: Final = "text/plain; charset=utf-8"
 
 
@@ -45,6 +50,24 @@ def not_found(resp: Response) -> None:
     resp.status = 404
     resp.add_header("Content-Type", _TEXT_PLAIN)
     resp.set_body(_NOT_FOUND_BODY)
+
+
+def service_unavailable(resp: Response) -> None:
+    """Answer 503 with ``Retry-After: 1`` and ``Cache-Control: no-store``: a file could not be
+    looked at for lack of resources (descriptors, memory), which says nothing of whether it
+    exists.
+
+    RFC 9110 §15.6.4: "The 503 (Service Unavailable) status code indicates that the server
+    is currently unable to handle the request due to a temporary overload ... The server MAY
+    send a Retry-After header field (Section 10.2.3) to suggest an appropriate amount of time
+    for the client to wait before retrying the request." ``no-store`` keeps every cache from
+    holding the outcome (RFC 9111 §5.2.2.5).
+    """
+    resp.status = 503
+    resp.add_header("Retry-After", "1")
+    resp.add_header("Cache-Control", "no-store")
+    resp.add_header("Content-Type", _TEXT_PLAIN)
+    resp.set_body(_UNAVAILABLE_BODY)
 
 
 def method_not_allowed(resp: Response) -> None:
@@ -108,14 +131,19 @@ class FreshStat:
 
     def get(self, received_at: float) -> os.stat_result | None:
         """The path's ``stat`` as of ``received_at`` or later; ``None`` when it is gone
-        (or, with ``expect``, no longer that version)."""
+        (or, with ``expect``, no longer that version). A failure is never kept.
+
+        Raises:
+            Exhausted: the ``stat`` failed for lack of resources.
+        """
         checked_at, st = self._checked
         if checked_at >= received_at:
             return st
         checked_at = time.monotonic()
         try:
             st = os.stat(self._path)
-        except OSError:
+        except OSError as exc:
+            raise_if_exhausted(exc, "stat", self._path)
             return None
         if self._expect is not None and fingerprint(st) != self._expect:
             return None

@@ -9,7 +9,9 @@ The contract of :meth:`DirServer.serve` is: it declines (returns ``False`` and l
 response untouched) exactly when the request's path is outside the prefix or names nothing
 it would serve. Missing, outside the root, hidden, a refused symbolic link, a malformed
 escape: all of these are one case, so nothing tells them apart. Every other answer (200, 206,
-301, 304, 405, 412, 416) is given by ``serve`` and it returns ``True``.
+301, 304, 405, 412, 416) is given by ``serve`` and it returns ``True``; so is a ``503`` when
+a system call failed for lack of resources (:mod:`._resources`), which proves nothing about
+the path and so is never a decline (the caller's 404), and is never remembered.
 """
 
 from __future__ import annotations
@@ -35,11 +37,13 @@ from ._common import (
     check_size,
     method_not_allowed,
     not_found,
+    service_unavailable,
 )
 from ._http import accepted_codings
 from ._listing import render_listing
 from ._mime import content_type_for
 from ._paths import SymlinkPolicy, resolve, resolve_leaf, split_path
+from ._resources import Exhausted, report
 from ._respond import ENCODING_SUFFIXES, PLAIN_BLOCKERS, FileResponder, Prepared, Variant
 
 __all__ = ["DirServer"]
@@ -78,6 +82,21 @@ class _Resolved:
         self.walked_at = time.monotonic()
         self.blockers = blockers
         self.prepared: Prepared | None = None
+
+
+def _may_exist(path: str) -> bool:
+    """Whether ``path`` may name something: ``False`` only when ``lstat`` says it does not.
+
+    A failure for another reason (no memory, say) must not be remembered as "no sibling",
+    which would serve the identity file to clients asking for a coding for a while.
+    """
+    try:
+        os.lstat(path)
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _check_prefix(url_prefix: object) -> str:
@@ -213,10 +232,21 @@ class DirServer:
             refused symbolic link, a malformed path, a directory with neither index nor
             listing); the caller may then answer as it likes. ``True`` when ``resp`` holds the
             answer: 200, 206, 304, 412 or 416 for a file or listing, 301 for a directory
-            asked for without its trailing slash, 405 for a method other than GET and HEAD.
+            asked for without its trailing slash, 405 for a method other than GET and HEAD,
+            503 (``Retry-After: 1``, ``Cache-Control: no-store``) when looking at the path
+            failed for lack of resources (descriptors, memory); that last one is logged,
+            rate-limited, on the ``peregrine_static`` logger.
 
         No request makes it raise: every malformed or hostile path is declined.
         """
+        try:
+            return self._serve(req, resp)
+        except Exhausted as exc:
+            report(exc)
+            service_unavailable(resp)
+            return True
+
+    def _serve(self, req: Request, resp: Response) -> bool:
         path = req.path
         known = self._resolved.get(path)
         if known is not None and req.method in _GET_OR_HEAD:
@@ -300,7 +330,7 @@ class DirServer:
             except (KeyError, RuntimeError, StopIteration):  # another thread changed it
                 pass
         blockers = PLAIN_BLOCKERS
-        if self.precompressed and any(os.path.lexists(real + s) for s in ENCODING_SUFFIXES.values()):
+        if self.precompressed and any(_may_exist(real + s) for s in ENCODING_SUFFIXES.values()):
             blockers = _PLAIN_BLOCKERS_WITH_CODINGS  # negotiation needs the full path
         resolved[path] = _Resolved(real, content_type, st, blockers)
 

@@ -25,8 +25,10 @@ from ._common import (
     check_size,
     method_not_allowed,
     not_found,
+    service_unavailable,
 )
 from ._mime import content_type_for
+from ._resources import Exhausted, report
 from ._respond import FileResponder, Variant
 
 __all__ = ["FileServer"]
@@ -99,12 +101,18 @@ class FileServer:
         Returns:
             ``False``, with ``resp`` untouched, when the file is missing or no longer a
             regular file; ``True`` when ``resp`` holds the answer (200, 206, 304, 412, 416,
-            or 405 for a method other than GET and HEAD).
+            405 for a method other than GET and HEAD, or 503 with ``Retry-After: 1`` when
+            the file could not be looked at for lack of resources; logged, rate-limited).
         """
-        st = self._stat.get(req.received_at)
-        if st is None or not stat.S_ISREG(st.st_mode):
-            return False
-        if req.method not in ("GET", "HEAD"):
-            method_not_allowed(resp)
+        try:
+            st = self._stat.get(req.received_at)
+            if st is None or not stat.S_ISREG(st.st_mode):
+                return False
+            if req.method not in ("GET", "HEAD"):
+                method_not_allowed(resp)
+                return True
+            return self._responder.respond(req, resp, Variant(self.path, st), self.content_type, vary=False)
+        except Exhausted as exc:
+            report(exc)
+            service_unavailable(resp)
             return True
-        return self._responder.respond(req, resp, Variant(self.path, st), self.content_type, vary=False)

@@ -5,7 +5,9 @@ Invariants (CVE-2024-27306): every name is written into the page through ``html.
 file called ``<img src=x onerror=alert(1)>.txt`` is text, never markup. Entries the server
 would refuse to serve are not listed: hidden names unless allowed, names that are not UTF-8,
 names holding characters no request path can carry, and symbolic links the policy forbids
-or that lead outside the root.
+or that lead outside the root. A listing is whole or not given: a failure for lack of
+resources, even on one entry, raises :class:`~._resources.Exhausted` (a listing with
+entries silently missing would look right).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from typing import Final
 from urllib.parse import quote
 
 from ._paths import SymlinkPolicy, is_inside
+from ._resources import raise_if_exhausted
 
 __all__ = ["render_listing"]
 
@@ -27,23 +30,28 @@ def _entries(
     directory: str, root: str, *, show_hidden: bool, policy: SymlinkPolicy
 ) -> list[tuple[str, bool]]:
     entries = []
-    with os.scandir(directory) as it:
-        for entry in it:
-            name = entry.name
-            if (name[0] == "." and not show_hidden) or _UNSERVABLE.search(name) is not None:
-                continue
-            try:
-                if entry.is_symlink():
-                    if policy == "never":
-                        continue
-                    if not is_inside(os.path.realpath(entry.path), root):
-                        continue
-                is_dir = entry.is_dir()
-                if not is_dir and not entry.is_file():
-                    continue  # sockets, FIFOs, devices, dangling links
-            except OSError:
-                continue
-            entries.append((name, is_dir))
+    try:
+        with os.scandir(directory) as it:
+            for entry in it:
+                name = entry.name
+                if (name[0] == "." and not show_hidden) or _UNSERVABLE.search(name) is not None:
+                    continue
+                try:
+                    if entry.is_symlink():
+                        if policy == "never":
+                            continue
+                        if not is_inside(os.path.realpath(entry.path, strict=True), root):
+                            continue
+                    is_dir = entry.is_dir()
+                    if not is_dir and not entry.is_file():
+                        continue  # sockets, FIFOs, devices
+                except OSError as exc:
+                    raise_if_exhausted(exc, "stat", entry.path)
+                    continue  # dangling links, loops, entries gone meanwhile
+                entries.append((name, is_dir))
+    except OSError as exc:
+        raise_if_exhausted(exc, "list", directory)
+        raise
     # Directories first, then files, each by name.
     entries.sort(key=lambda item: (not item[1], item[0]))
     return entries
@@ -69,7 +77,8 @@ def render_listing(
         with_parent: add a ``../`` link (not at the top of the served tree).
 
     Raises:
-        OSError: the directory cannot be read.
+        Exhausted: the directory or an entry could not be read for lack of resources.
+        OSError: the directory cannot be read for another reason.
     """
     title = html.escape(f"Index of {url_path}", quote=True)
     lines = [

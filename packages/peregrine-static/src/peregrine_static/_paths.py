@@ -19,6 +19,8 @@ Invariants: a path that comes out of :func:`resolve` is ``root`` or starts with
 inode after ``open``, closing the race). Every refusal is ``None``: the caller cannot tell,
 and so cannot reveal, *why* a path was refused: "missing" and "outside the root" must look
 the same (aiohttp 3.13 leaked static path components by answering them differently).
+The one exception is a failure for lack of resources (``EMFILE``, ``ENOMEM``...), which says
+nothing about the path: it raises :class:`~._resources.Exhausted` instead of refusing.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ import re
 import stat
 from typing import Final, Literal
 from urllib.parse import unquote_to_bytes
+
+from ._resources import raise_if_exhausted
 
 __all__ = ["SymlinkPolicy", "is_inside", "resolve", "resolve_leaf", "split_path"]
 
@@ -96,17 +100,25 @@ def resolve_leaf(path: str, root: str, policy: SymlinkPolicy) -> tuple[str, os.s
     Returns:
         ``(real_path, stat)`` with ``real_path`` inside ``root`` and free of symbolic links,
         or ``None`` (missing, unreadable, a refused link, or a link leading outside).
+
+    Raises:
+        Exhausted: a system call failed for lack of resources.
     """
     try:
         st = os.lstat(path)
         if stat.S_ISLNK(st.st_mode):
             if policy == "never":
                 return None
-            path = os.path.realpath(path)
+            # strict: a component that cannot be looked at raises, rather than being
+            # taken for a plain name (which would hide a link inside the result).
+            path = os.path.realpath(path, strict=True)
             if not is_inside(path, root):
                 return None
             st = os.stat(path)
-    except (OSError, ValueError):
+    except OSError as exc:
+        raise_if_exhausted(exc, "stat", path)
+        return None
+    except ValueError:
         return None
     return path, st
 
@@ -117,6 +129,9 @@ def resolve(root: str, segments: list[str], policy: SymlinkPolicy) -> tuple[str,
     Returns:
         ``(real_path, stat)`` as :func:`resolve_leaf` does, or ``None``. Every intermediate
         component must be a directory.
+
+    Raises:
+        Exhausted: a system call failed for lack of resources.
     """
     path = root
     st: os.stat_result | None = None
@@ -130,6 +145,7 @@ def resolve(root: str, segments: list[str], policy: SymlinkPolicy) -> tuple[str,
     if st is None:
         try:
             st = os.stat(root)
-        except OSError:
+        except OSError as exc:
+            raise_if_exhausted(exc, "stat", root)
             return None
     return path, st

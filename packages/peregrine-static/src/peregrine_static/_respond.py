@@ -7,17 +7,27 @@ or from the file opened afresh: ``open`` with ``O_NOFOLLOW | O_NONBLOCK``, then 
 and the device and inode must be those the walk saw, which closes the race in which a
 component is swapped for a symbolic link between the check and the ``open``. When the file
 changed in between, the validators are recomputed from the ``fstat`` so headers and bytes
-always agree. Files up to ``max_file_bytes`` become a ``bytes`` body (and are cached); larger
-ones are handed to the server as a file region (``os.sendfile``), never read whole.
+always agree. Files up to ``max_file_bytes`` become a ``bytes`` body (and are cached).
+
+Larger ones are never read whole, and not held open while they wait: the handler closes
+the file it checked at once and hands the server an *opener*
+(``Response.set_file_opener``), which the server calls when that body's turn to be sent
+comes, so 32 pipelined requests for a large file hold one descriptor, not 32. The opener
+opens the same path with the same flags and must find, with ``fstat``, the very version
+(:func:`~._cache.fingerprint`) the headers were computed from; if the file changed or
+cannot be opened it raises ``OSError`` and the server closes the connection: the head is
+gone already, and a body that does not match it must never follow.
 
 Invariants: nothing is written to the response before the file is known to be there, so a
 file that vanished leaves the response untouched (:meth:`FileResponder.respond` returns
-``False``); at most one file descriptor is opened per request and it is either handed to the
-response or closed.
+``False``); a failure for lack of resources leaves it untouched too, and raises
+:class:`~._resources.Exhausted`; the handler holds at most one file descriptor at a time
+and closes it before returning.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import time
@@ -26,7 +36,7 @@ from typing import Final
 
 from peregrine_core import HeaderBlock, Request, Response
 
-from ._cache import CachedFile, FileCache, fingerprint
+from ._cache import CachedFile, FileCache, Fingerprint, fingerprint
 from ._http import (
     Evaluation,
     RangeKind,
@@ -36,6 +46,7 @@ from ._http import (
     if_range_allows,
     parse_range,
 )
+from ._resources import RESOURCE_ERRNOS, Exhausted, raise_if_exhausted, report
 
 __all__ = ["ENCODING_SUFFIXES", "PLAIN_BLOCKERS", "FileResponder", "Prepared", "Variant"]
 
@@ -95,20 +106,58 @@ def _validators(st: os.stat_result, encoding: str | None) -> tuple[str, int]:
 
 
 def _open(path: str, expected: os.stat_result) -> tuple[int, os.stat_result] | None:
-    """Open ``path`` and check it is still the regular file the walk found."""
+    """Open ``path`` and check it is still the regular file the walk found.
+
+    Raises:
+        Exhausted: ``open`` or ``fstat`` failed for lack of resources.
+    """
     try:
         fd = os.open(path, _OPEN_FLAGS)
-    except OSError:
+    except OSError as exc:
+        raise_if_exhausted(exc, "open", path)
         return None
     try:
         st = os.fstat(fd)
-    except OSError:
+    except OSError as exc:
         os.close(fd)
+        raise_if_exhausted(exc, "stat", path)
         return None
     if not stat.S_ISREG(st.st_mode) or st.st_ino != expected.st_ino or st.st_dev != expected.st_dev:
         os.close(fd)
         return None
     return fd, st
+
+
+class _Opener:
+    """Opens a file when the server is about to send it, if it is still ``version``.
+
+    Called at most once, on the worker thread, after the head announcing that version has
+    been queued: any other outcome than the right file must be an ``OSError``, on which the
+    server closes the connection.
+    """
+
+    __slots__ = ("path", "version")
+
+    def __init__(self, path: str, version: Fingerprint) -> None:
+        self.path = path
+        self.version = version
+
+    def __call__(self) -> io.FileIO:
+        path = self.path
+        try:
+            fd = os.open(path, _OPEN_FLAGS)
+        except OSError as exc:
+            if exc.errno in RESOURCE_ERRNOS:
+                report(Exhausted("open", path, exc), "closed the connection")
+            raise
+        try:
+            st = os.fstat(fd)
+            if not stat.S_ISREG(st.st_mode) or fingerprint(st) != self.version:
+                raise OSError(f"{path} changed after its headers were sent; closing the connection")
+            return open(fd, "rb", buffering=0, closefd=True)
+        except BaseException:
+            os.close(fd)
+            raise
 
 
 def _read(fd: int, size: int) -> bytes:
@@ -203,6 +252,10 @@ class FileResponder:
         Returns:
             ``False`` (and ``resp`` untouched) when the file vanished or changed identity
             since it was resolved; ``True`` otherwise.
+
+        Raises:
+            Exhausted: the file could not be opened or read for lack of resources
+                (``resp`` untouched).
         """
         path = variant.path
         st = variant.st
@@ -246,9 +299,8 @@ class FileResponder:
             self._add_caching(resp, vary)
             return True
 
-        # The body: cached bytes, freshly read bytes, or an open file for sendfile.
+        # The body: cached bytes, freshly read bytes, or a file the server opens to send.
         data: bytes | None = None
-        fd = -1
         if st.st_size <= self.max_file_bytes:
             data = self.cache.get(path, st)
         if data is None:
@@ -256,64 +308,59 @@ class FileResponder:
             if opened is None:
                 return False
             fd, fresh = opened
-            if fingerprint(fresh) != fingerprint(st):
-                st = fresh
-                etag, last_modified = _validators(st, encoding)
-            if st.st_size <= self.max_file_bytes:
-                try:
-                    data = _read(fd, st.st_size)
-                except OSError:
-                    return False
-                finally:
-                    os.close(fd)
-                    fd = -1
-                self.cache.put(path, st, data)
+            try:
+                if fingerprint(fresh) != fingerprint(st):
+                    st = fresh
+                    etag, last_modified = _validators(st, encoding)
+                if st.st_size <= self.max_file_bytes:
+                    try:
+                        data = _read(fd, st.st_size)
+                    except OSError as exc:
+                        raise_if_exhausted(exc, "read", path)
+                        return False
+                    self.cache.put(path, st, data)
+            finally:
+                os.close(fd)  # a large file is opened again when its turn to be sent comes
         size = st.st_size if data is None else len(data)
 
-        try:
-            start, end = 0, size - 1
-            partial = False
-            range_header = get_header("range")
-            # RFC 9110 §14.2: "A server MUST ignore a Range header field received with a
-            # request method that is unrecognized or for which range handling is not
-            # defined. For this specification, GET is the only method for which range
-            # handling is defined." §13.1.5: If-Range without Range is ignored likewise.
-            if range_header is not None and req.method == "GET":
-                if_range = get_header("if-range")
-                if if_range is None or if_range_allows(if_range, etag=etag, last_modified=last_modified):
-                    result = parse_range(range_header, size)
-                    if result.kind is RangeKind.UNSATISFIABLE:
-                        # §15.5.17: "When this status code is generated in response to a
-                        # byte-range request, the sender SHOULD generate a Content-Range
-                        # header field specifying the current length of the selected
-                        # representation", i.e. "bytes */<length>" (§14.4).
-                        resp.status = 416
-                        resp.add_header("Content-Range", f"bytes */{size}")
-                        resp.add_header("Accept-Ranges", "bytes")
-                        self._add_caching(resp, vary)
-                        return True
-                    if result.kind is RangeKind.SINGLE:
-                        start, end = result.start, result.end
-                        partial = True
+        start, end = 0, size - 1
+        partial = False
+        range_header = get_header("range")
+        # RFC 9110 §14.2: "A server MUST ignore a Range header field received with a
+        # request method that is unrecognized or for which range handling is not
+        # defined. For this specification, GET is the only method for which range
+        # handling is defined." §13.1.5: If-Range without Range is ignored likewise.
+        if range_header is not None and req.method == "GET":
+            if_range = get_header("if-range")
+            if if_range is None or if_range_allows(if_range, etag=etag, last_modified=last_modified):
+                result = parse_range(range_header, size)
+                if result.kind is RangeKind.UNSATISFIABLE:
+                    # §15.5.17: "When this status code is generated in response to a
+                    # byte-range request, the sender SHOULD generate a Content-Range
+                    # header field specifying the current length of the selected
+                    # representation", i.e. "bytes */<length>" (§14.4).
+                    resp.status = 416
+                    resp.add_header("Content-Range", f"bytes */{size}")
+                    resp.add_header("Accept-Ranges", "bytes")
+                    self._add_caching(resp, vary)
+                    return True
+                if result.kind is RangeKind.SINGLE:
+                    start, end = result.start, result.end
+                    partial = True
 
-            resp.status = 206 if partial else 200
-            resp.add_headers(
-                _representation_headers(content_type, encoding, etag, last_modified, self.cache_control, vary)
-            )
-            if partial:
-                # §14.4: Content-Range = range-unit SP ( range-resp / unsatisfied-range );
-                # range-resp = incl-range "/" ( complete-length / "*" )
-                resp.add_header("Content-Range", f"bytes {start}-{end}/{size}")
-            if data is not None:
-                resp.set_body(memoryview(data)[start : end + 1] if partial else data)
-            else:
-                file = open(fd, "rb", buffering=0, closefd=True)  # noqa: SIM115 - the response owns it
-                fd = -1
-                resp.set_file(file, start, end + 1 - start)
-            return True
-        finally:
-            if fd >= 0:
-                os.close(fd)
+        resp.status = 206 if partial else 200
+        resp.add_headers(
+            _representation_headers(content_type, encoding, etag, last_modified, self.cache_control, vary)
+        )
+        if partial:
+            # §14.4: Content-Range = range-unit SP ( range-resp / unsatisfied-range );
+            # range-resp = incl-range "/" ( complete-length / "*" )
+            resp.add_header("Content-Range", f"bytes {start}-{end}/{size}")
+        if data is not None:
+            resp.set_body(memoryview(data)[start : end + 1] if partial else data)
+        else:
+            resp.set_file_opener(_Opener(path, fingerprint(st)), start, end + 1 - start)
+        return True
 
     def prepared(self, variant: Variant, content_type: str, *, vary: bool) -> Prepared | None:
         """The plain ``200`` for ``variant`` if its contents are cached at that version.
