@@ -1,14 +1,22 @@
-"""Load generators: wrk, h2load, and a small pure-Python client for when wrk is missing.
+"""Load generators: wrk, h2load, a small pure-Python client, and a mixed-path Python client.
 
-Strategy: a :class:`Scenario` names a tool, a connection count and a pipelining depth.
+Strategy: a :class:`Scenario` names a tool, a connection count, a pipelining depth, the path
+requested and the app the servers run (the 6150-byte body, or the blocking handlers of
+``apps/_blocking.py``).
 :func:`run_load` runs the tool pinned to the load generator's CPU (``taskset -c``) and parses
 its text output into a :class:`LoadResult`. wrk runs for a whole number of seconds; h2load
 runs by request count, sized from the warm-up's rate (its timed mode hangs against servers
 that close connections). Every external tool run has a timeout (a multiple of the duration
 plus :data:`SLACK_S`), so a hung client cannot stall the harness.
 
+The ``slow1pct-c100`` scenario needs the latency of its fast requests apart from its slow
+ones, which wrk cannot give (its one histogram mixes them, and its Lua hooks see neither the
+clock nor the connection a response belongs to): :func:`mixed_load`, an asyncio client,
+sends every ``slow_every``-th request of each connection to the slow path and keeps one set
+of latencies per path. It stops by itself after its duration or its request budget.
+
 Invariants:
-- Only ``http://127.0.0.1:PORT/`` is ever requested.
+- Only ``http://127.0.0.1:PORT/...`` is ever requested.
 - Latencies are in microseconds; ``None`` means the tool does not report that figure
   (h2load has no percentiles; wrk prints a p99 of 0 when its coordinated-omission
   correction leaves the histogram inconsistent, as with pipelining) or there was no sample.
@@ -20,13 +28,15 @@ Invariants:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 import re
 import shutil
 import statistics
 import subprocess
 import time
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
 
@@ -38,7 +48,17 @@ H2LOAD_PROBE_REQUESTS: Final = 1000
 H2LOAD_SLOWDOWN_ALLOWED: Final = 3
 """An h2load run may take this many times its planned duration before it is abandoned."""
 
+MIXED_TIMEOUT_S: Final = 10.0
+""":func:`mixed_load`'s per-request timeout: long enough that a fast request stuck behind
+slow ones is measured (a timed-out request has no latency, so a short timeout would hide
+the worst waits from the percentiles)."""
+MIXED_MAX_REQUESTS: Final = 2_000_000
+""":func:`mixed_load` sends at most this many requests per run, whatever the duration."""
+
 Tool = Literal["wrk", "h2load", "python"]
+AppKind = Literal["body", "blocking"]
+"""What the servers run: ``body`` answers the 6150-byte body at once (``apps/*_app.py``);
+``blocking`` has handlers that sleep (``apps/_blocking.py``), served by fewer servers."""
 
 
 @dataclass(frozen=True)
@@ -51,6 +71,11 @@ class Scenario:
         tool: the load generator.
         connections: concurrent keep-alive connections.
         pipeline_depth: requests sent back to back on a connection before reading (1: none).
+        path: the path requested.
+        app: the app the servers run for this scenario.
+        slow_every: with the mixed client, every ``slow_every``-th request of a connection
+            goes to ``slow_path`` instead of ``path`` (0: never).
+        slow_path: see ``slow_every``.
     """
 
     key: str
@@ -58,6 +83,10 @@ class Scenario:
     tool: Tool
     connections: int
     pipeline_depth: int = 1
+    path: str = "/"
+    app: AppKind = "body"
+    slow_every: int = 0
+    slow_path: str = "/slow"
 
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
@@ -71,13 +100,55 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         100,
         PIPELINE_DEPTH,
     ),
+    Scenario(
+        "sleep5-c100",
+        "wrk, 100 connections, keep-alive; every handler blocks 5 ms (`GET /sleep5`)",
+        "wrk",
+        100,
+        path="/sleep5",
+        app="blocking",
+    ),
+    Scenario(
+        "slow1pct-c100",
+        "100 connections, keep-alive; every 100th request of a connection blocks 1 s "
+        "(`GET /slow`), the others answer at once (`GET /fast`); Python client, latency per path",
+        "python",
+        100,
+        path="/fast",
+        app="blocking",
+        slow_every=100,
+        slow_path="/slow",
+    ),
 )
 SCENARIO_KEYS: Final = tuple(s.key for s in SCENARIOS)
 
 
 @dataclass(frozen=True)
+class PathStats:
+    """The requests of one path in a :func:`mixed_load` run.
+
+    ``requests`` counts the answers received (latencies are of those); ``timeouts`` the
+    requests unanswered after :data:`MIXED_TIMEOUT_S`; ``errors`` the connections lost while
+    one of its requests was outstanding; ``non_2xx`` answers with another status.
+    """
+
+    path: str
+    requests: int
+    latency_p50_us: float | None
+    latency_p99_us: float | None
+    latency_max_us: float | None
+    errors: int = 0
+    timeouts: int = 0
+    non_2xx: int = 0
+
+
+@dataclass(frozen=True)
 class LoadResult:
-    """What one load generator run measured."""
+    """What one load generator run measured.
+
+    ``by_path`` is filled by :func:`mixed_load` only: one :class:`PathStats` per path, the
+    scenario's main path first.
+    """
 
     tool: Tool
     requests: int
@@ -89,6 +160,15 @@ class LoadResult:
     errors: int
     timeouts: int
     non_2xx: int
+    latency_p50_us: float | None = None
+    by_path: tuple[PathStats, ...] = ()
+
+    def path_stats(self, path: str) -> PathStats | None:
+        """The figures of ``path``, if this run kept them apart."""
+        for stats in self.by_path:
+            if stats.path == path:
+                return stats
+        return None
 
 
 class LoadError(Exception):
@@ -112,7 +192,10 @@ def command(scn: Scenario, url: str, duration_s: int, *, requests: int | None = 
     """The command line of the load generator for ``scn`` (without ``taskset``).
 
     wrk runs for ``duration_s``; h2load sends ``requests`` requests (see :func:`run_load`).
+    ``url`` includes the scenario's path.
     """
+    if scn.slow_every:
+        raise ValueError(f"{scn.key} mixes paths: only the Python client (mixed_load) runs it")
     if scn.tool == "wrk":
         cmd = [
             "wrk", "-t1", f"-c{scn.connections}", f"-d{duration_s}s",
@@ -154,7 +237,7 @@ def run_load(
 
     Args:
         scn: the scenario.
-        url: ``http://127.0.0.1:PORT/``.
+        url: ``http://127.0.0.1:PORT`` and the scenario's path (``/``, ``/sleep5``, ...).
         duration_s: whole seconds of load.
         cpu: the CPU the load generator is pinned to, or ``None``.
         tool: overrides ``scn.tool`` (``"python"`` for the fallback client).
@@ -164,6 +247,12 @@ def run_load(
         LoadError: the tool failed, timed out, or printed no result.
     """
     chosen = tool or scn.tool
+    if scn.slow_every:
+        if chosen != "python":
+            raise LoadError(f"{scn.key} mixes paths: only the Python client runs it, not {chosen}")
+        return mixed_load(
+            url, scn.connections, duration_s, slow_path=scn.slow_path, slow_every=scn.slow_every
+        )
     if chosen == "python":
         return python_load(url, scn.connections, duration_s, scn.pipeline_depth)
     if chosen == "wrk":
@@ -216,6 +305,7 @@ def _time_us(number: str, unit: str) -> float | None:
 
 
 _WRK_LATENCY: Final = re.compile(rf"^\s*Latency\s+{_TIME}\s+{_TIME}\s+{_TIME}", re.MULTILINE)
+_WRK_P50: Final = re.compile(rf"^\s*50(?:\.0+)?%\s+{_TIME}", re.MULTILINE)
 _WRK_P99: Final = re.compile(rf"^\s*99(?:\.0+)?%\s+{_TIME}", re.MULTILINE)
 _WRK_TOTAL: Final = re.compile(rf"^\s*(\d+) requests in {_TIME}", re.MULTILINE)
 _WRK_RATE: Final = re.compile(r"^Requests/sec:\s+([\d.]+)", re.MULTILINE)
@@ -236,11 +326,14 @@ def parse_wrk(text: str) -> LoadResult:
     if total is None or rate is None:
         raise LoadError(f"unreadable wrk output:\n{text.strip()[-600:]}")
     duration_us = _time_us(total.group(2), total.group(3)) or 0.0
-    avg = stdev = p99 = None
+    avg = stdev = p50 = p99 = None
     latency = _WRK_LATENCY.search(text)
     if latency:
         avg = _time_us(latency.group(1), latency.group(2))
         stdev = _time_us(latency.group(3), latency.group(4))
+    median = _WRK_P50.search(text)
+    if median:
+        p50 = _time_us(median.group(1), median.group(2))
     percentile = _WRK_P99.search(text)
     if percentile:
         p99 = _time_us(percentile.group(1), percentile.group(2))
@@ -261,6 +354,7 @@ def parse_wrk(text: str) -> LoadResult:
         errors=errors,
         timeouts=timeouts,
         non_2xx=int(non_2xx.group(1)) if non_2xx else 0,
+        latency_p50_us=p50,
     )
 
 
@@ -340,7 +434,8 @@ def python_load(url: str, connections: int, duration_s: int, pipeline_depth: int
     )
     elapsed = time.monotonic() - started
     lat = tally.latencies_s
-    p99 = sorted(lat)[min(len(lat) - 1, math.ceil(0.99 * len(lat)) - 1)] * 1e6 if lat else None
+    ordered = sorted(lat)
+    p50, p99 = percentile_us(ordered, 0.50), percentile_us(ordered, 0.99)
     return LoadResult(
         tool="python",
         requests=len(lat),
@@ -352,7 +447,20 @@ def python_load(url: str, connections: int, duration_s: int, pipeline_depth: int
         errors=tally.errors,
         timeouts=tally.timeouts,
         non_2xx=tally.non_2xx,
+        latency_p50_us=p50,
     )
+
+
+def percentile_us(ordered_s: Sequence[float], fraction: float) -> float | None:
+    """The nearest-rank percentile of latencies sorted ascending, in seconds, as microseconds.
+
+    ``None`` without samples. The nearest rank is an observed value: the p99 of 100 samples
+    is the 99th smallest, of 1000 the 990th.
+    """
+    if not ordered_s:
+        return None
+    rank = min(len(ordered_s), max(1, math.ceil(fraction * len(ordered_s))))
+    return ordered_s[rank - 1] * 1e6
 
 
 async def _load(
@@ -436,3 +544,192 @@ async def _exchange(
         if not keep_alive:
             break
     return statuses, keep_alive
+
+
+# --- the mixed-path client ----------------------------------------------------------------------
+
+
+def is_slow(connection_index: int, request_index: int, every: int) -> bool:
+    """Whether request ``request_index`` (0-based) of connection ``connection_index`` is slow.
+
+    Every connection sends exactly one slow request in each run of ``every`` consecutive
+    requests. The connections are staggered (connection ``k``'s first slow request is its
+    request ``every - 1 - k % every``), so the slow requests are spread over the run rather
+    than sent together.
+    """
+    return every > 0 and (request_index + connection_index) % every == every - 1
+
+
+@dataclass
+class _PathTally:
+    latencies_s: list[float] = field(default_factory=list)
+    in_window: int = 0
+    """Answers received before the deadline (the requests/s figure counts those only)."""
+    errors: int = 0
+    timeouts: int = 0
+    non_2xx: int = 0
+
+    def stats(self, path: str) -> PathStats:
+        return path_stats(
+            path, self.latencies_s, errors=self.errors, timeouts=self.timeouts, non_2xx=self.non_2xx
+        )
+
+
+def path_stats(
+    path: str, latencies_s: Sequence[float], *, errors: int = 0, timeouts: int = 0, non_2xx: int = 0
+) -> PathStats:
+    """p50, p99 and max (nearest rank, microseconds) of one path's latencies in seconds."""
+    ordered = sorted(latencies_s)
+    return PathStats(
+        path=path,
+        requests=len(ordered),
+        latency_p50_us=percentile_us(ordered, 0.50),
+        latency_p99_us=percentile_us(ordered, 0.99),
+        latency_max_us=ordered[-1] * 1e6 if ordered else None,
+        errors=errors,
+        timeouts=timeouts,
+        non_2xx=non_2xx,
+    )
+
+
+@dataclass
+class _Mix:
+    """What the connections of one :func:`mixed_load` run share."""
+
+    port: int
+    fast_path: str
+    slow_path: str
+    slow_every: int
+    requests: dict[str, bytes]
+    tallies: dict[str, _PathTally]
+    deadline: float
+    """``time.monotonic()`` after which no request is sent (outstanding ones are awaited)."""
+    budget: int
+    """Requests that may still be sent."""
+    timeout_s: float
+    connect_errors: int = 0
+    connect_timeouts: int = 0
+
+
+def mixed_load(
+    url: str,
+    connections: int,
+    duration_s: int,
+    *,
+    slow_path: str,
+    slow_every: int,
+    max_requests: int = MIXED_MAX_REQUESTS,
+    timeout_s: float = MIXED_TIMEOUT_S,
+) -> LoadResult:
+    """Keep-alive HTTP/1.1 connections sending ``url``'s path, and every ``slow_every``-th
+    request of each connection (see :func:`is_slow`) to ``slow_path``; latencies per path.
+
+    Each connection sends one request, reads the answer, and sends the next, for
+    ``duration_s`` seconds or until ``max_requests`` have been sent in all. Requests
+    outstanding at the deadline are awaited (each for at most ``timeout_s``), so a slow
+    request's latency is measured whole; ``requests_per_s`` counts only the answers received
+    before the deadline. A connection that errs, times out or is closed by the server is
+    replaced until the deadline. The whole run is bounded by ``duration_s + timeout_s +``
+    :data:`SLACK_S`.
+
+    The overall latency figures mix both paths; ``by_path`` has the main path first, then
+    ``slow_path``.
+
+    Raises:
+        LoadError: ``url`` is not ``http://127.0.0.1:PORT/...``.
+        ValueError: ``slow_every`` is below 1, or ``slow_path`` is not another absolute path.
+    """
+    match = _URL.match(url)
+    if match is None:
+        raise LoadError(f"the Python load generator only requests 127.0.0.1, not {url}")
+    port, fast_path = int(match.group(1)), match.group(2)
+    if slow_every < 1 or not slow_path.startswith("/") or slow_path == fast_path:
+        raise ValueError(f"bad mix: every {slow_every} to {slow_path!r} among {fast_path!r}")
+    started = time.monotonic()
+    mix = _Mix(
+        port=port,
+        fast_path=fast_path,
+        slow_path=slow_path,
+        slow_every=slow_every,
+        requests={
+            p: f"GET {p} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n\r\n".encode("ascii")
+            for p in (fast_path, slow_path)
+        },
+        tallies={fast_path: _PathTally(), slow_path: _PathTally()},
+        deadline=started + duration_s,
+        budget=max_requests,
+        timeout_s=timeout_s,
+    )
+    asyncio.run(_mixed(mix, connections, duration_s + timeout_s + SLACK_S))
+    ended = time.monotonic()
+    tallies = [mix.tallies[fast_path], mix.tallies[slow_path]]
+    ordered = sorted(x for t in tallies for x in t.latencies_s)
+    window = min(ended, mix.deadline) - started
+    in_window = sum(t.in_window for t in tallies)
+    return LoadResult(
+        tool="python",
+        requests=len(ordered),
+        duration_s=window,
+        requests_per_s=in_window / window if window > 0 else 0.0,
+        latency_avg_us=statistics.fmean(ordered) * 1e6 if ordered else None,
+        latency_stdev_us=statistics.pstdev(ordered) * 1e6 if ordered else None,
+        latency_p99_us=percentile_us(ordered, 0.99),
+        errors=mix.connect_errors + sum(t.errors for t in tallies),
+        timeouts=mix.connect_timeouts + sum(t.timeouts for t in tallies),
+        non_2xx=sum(t.non_2xx for t in tallies),
+        latency_p50_us=percentile_us(ordered, 0.50),
+        by_path=(tallies[0].stats(fast_path), tallies[1].stats(slow_path)),
+    )
+
+
+async def _mixed(mix: _Mix, connections: int, hard_limit_s: float) -> None:
+    clients = asyncio.gather(*(_mixed_client(mix, k) for k in range(connections)))
+    with contextlib.suppress(TimeoutError):  # only if a timeout failed to fire: never hang
+        await asyncio.wait_for(clients, hard_limit_s)
+
+
+def _more(mix: _Mix) -> bool:
+    return mix.budget > 0 and time.monotonic() < mix.deadline
+
+
+async def _mixed_client(mix: _Mix, index: int) -> None:
+    sent = 0  # this connection's requests, across reconnections: the slow schedule goes on
+    while _more(mix):
+        try:
+            async with asyncio.timeout(REQUEST_TIMEOUT_S):
+                reader, writer = await asyncio.open_connection("127.0.0.1", mix.port)
+        except TimeoutError:
+            mix.connect_timeouts += 1
+            continue
+        except OSError:
+            mix.connect_errors += 1
+            await asyncio.sleep(0.01)
+            continue
+        try:
+            while _more(mix):
+                slow = is_slow(index, sent, mix.slow_every)
+                path = mix.slow_path if slow else mix.fast_path
+                tally = mix.tallies[path]
+                sent += 1
+                mix.budget -= 1
+                begun = time.perf_counter()
+                try:
+                    async with asyncio.timeout(mix.timeout_s):
+                        statuses, keep_alive = await _exchange(
+                            reader, writer, mix.requests[path], 1
+                        )
+                except TimeoutError:
+                    tally.timeouts += 1
+                    break
+                except (OSError, EOFError, ValueError, asyncio.LimitOverrunError):
+                    tally.errors += 1  # IncompleteReadError is an EOFError
+                    break
+                tally.latencies_s.append(time.perf_counter() - begun)
+                if time.monotonic() <= mix.deadline:
+                    tally.in_window += 1
+                if not 200 <= statuses[0] < 300:
+                    tally.non_2xx += 1
+                if not keep_alive:
+                    break
+        finally:
+            writer.close()

@@ -4,6 +4,10 @@ Strategy: the harness collects one :class:`RunRecord` per (round, scenario, serv
 only reads them. Per server and scenario it shows the median over rounds of every figure
 (sums for error counts, so one bad round stays visible) and the requests/s of each round.
 
+A scenario whose client kept the latencies of each path apart (``slow1pct-c100``) gets a
+second table, one row per server and path, so the fast requests' p99 is not hidden among the
+slow ones'.
+
 Ratios are computed pairwise within a round, then the median over rounds is shown with the
 range. Only a ratio between two servers measured minutes apart on the same machine means
 anything on a noisy machine; absolute numbers are indications.
@@ -19,13 +23,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final
 
-from loadgen import LoadResult, Scenario
+from loadgen import LoadResult, PathStats, Scenario
 
 _DASH: Final = "–"
 _MIB: Final = 1024 * 1024
 _COLUMNS: Final = (
-    "server", "req/s", "latency avg", "latency stdev", "latency p99", "errors", "timeouts",
-    "non-2xx", "CPU µs/req", "of which sys", "RSS MiB", "req/s by round",
+    "server", "req/s", "latency avg", "latency stdev", "latency p50", "latency p99", "errors",
+    "timeouts", "non-2xx", "CPU µs/req", "of which sys", "RSS MiB", "req/s by round",
+)  # fmt: skip
+_PATH_COLUMNS: Final = (
+    "server", "path", "answered", "latency p50", "latency p99", "latency max", "errors",
+    "timeouts", "non-2xx",
 )  # fmt: skip
 
 
@@ -223,6 +231,57 @@ def _stdev(r: RunRecord) -> float | None:
     return r.result.latency_stdev_us if r.result is not None else None
 
 
+def _path_p99(path: str) -> Callable[[RunRecord], float | None]:
+    def figure(r: RunRecord) -> float | None:
+        stats = r.result.path_stats(path) if r.result is not None else None
+        return stats.latency_p99_us if stats is not None else None
+
+    return figure
+
+
+# --- latency by path --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class PathSummary:
+    """One path of one server in one scenario, over the rounds: medians of the latencies
+    (p50, p99 and max of each round), totals of the counts."""
+
+    path: str
+    rounds: int
+    requests: int
+    latency_p50_us: float | None
+    latency_p99_us: float | None
+    latency_max_us: float | None
+    errors: int
+    timeouts: int
+    non_2xx: int
+
+
+def summarize_paths(records: Sequence[RunRecord]) -> list[PathSummary]:
+    """The :class:`PathSummary` of every path in ``records`` (one server, one scenario), in
+    the order the paths first appear; runs without per-path figures are left out."""
+    by_path: dict[str, list[PathStats]] = {}
+    for r in records:
+        if r.result is not None:
+            for stats in r.result.by_path:
+                by_path.setdefault(stats.path, []).append(stats)
+    return [
+        PathSummary(
+            path=path,
+            rounds=len(runs),
+            requests=sum(x.requests for x in runs),
+            latency_p50_us=_median([x.latency_p50_us for x in runs]),
+            latency_p99_us=_median([x.latency_p99_us for x in runs]),
+            latency_max_us=_median([x.latency_max_us for x in runs]),
+            errors=sum(x.errors for x in runs),
+            timeouts=sum(x.timeouts for x in runs),
+            non_2xx=sum(x.non_2xx for x in runs),
+        )
+        for path, runs in by_path.items()
+    ]
+
+
 # --- the report -----------------------------------------------------------------------------------
 
 
@@ -243,7 +302,11 @@ def render(data: ReportInput) -> str:
     ran = [name for name, _, _ in data.servers]
     peers = [name for name in ran if name not in data.ours]
     ours = [name for name in data.ours if name in ran]
-    if ours and peers:
+    ran_in = {
+        s.key: {r.server for r in data.records if r.scenario == s.key} for s in data.scenarios
+    }
+    columns = [(o, s) for o in ours for s in data.scenarios if o in ran_in[s.key]]
+    if columns and peers:
         lines += ["", "## Summary: requests/s ratios (median over rounds)", ""]
         lines += [
             (
@@ -252,14 +315,13 @@ def render(data: ReportInput) -> str:
             ),
             "",
         ]
-        header = ["peer", *[f"{o} · {s.key}" for o in ours for s in data.scenarios]]
+        header = ["peer", *[f"{o} · {s.key}" for o, s in columns]]
         rows = []
         for peer in peers:
             cells = [f"`{peer}`"]
-            for o in ours:
-                for s in data.scenarios:
-                    values = paired_ratios(data.records, s.key, o, peer, _rps)
-                    cells.append(f"{statistics.median(values):.2f}×" if values else _DASH)
+            for o, s in columns:
+                values = paired_ratios(data.records, s.key, o, peer, _rps)
+                cells.append(f"{statistics.median(values):.2f}×" if values else _DASH)
             rows.append(cells)
         lines += _table(header, ["l"] + ["r"] * (len(header) - 1), rows)
     for s in data.scenarios:
@@ -274,6 +336,9 @@ def _scenario_section(
     data: ReportInput, s: Scenario, ran: Sequence[str], ours: Sequence[str], peers: Sequence[str]
 ) -> list[str]:
     records = [r for r in data.records if r.scenario == s.key]
+    present = {r.server for r in records}
+    ours = [name for name in ours if name in present]
+    peers = [name for name in peers if name in present]
     tools = sorted({r.result.tool for r in records if r.result is not None})
     lines = [f"## {s.key}: {s.title}", ""]
     if tools and tools != [s.tool]:
@@ -295,6 +360,7 @@ def _scenario_section(
                 fmt_rate(_median([x.requests_per_s for x in results])),
                 fmt_us(_median([x.latency_avg_us for x in results])),
                 fmt_us(_median([x.latency_stdev_us for x in results])),
+                fmt_us(_median([x.latency_p50_us for x in results])),
                 fmt_us(_median([x.latency_p99_us for x in results])),
                 str(sum(x.errors for x in results)),
                 str(sum(x.timeouts for x in results)),
@@ -307,7 +373,7 @@ def _scenario_section(
         )
     lines += _table(
         _COLUMNS,
-        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
+        ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"],
         rows,
     )
     lines += [
@@ -319,6 +385,7 @@ def _scenario_section(
             "RSS: the process tree after the run."
         ),
     ]
+    lines += _path_section(data, s, ran, ours, peers)
     if ours and peers:
         lines += [
             "",
@@ -348,4 +415,65 @@ def _scenario_section(
                 )
             rows.append(cells)
         lines += _table(header, ["l"] + ["r"] * (len(header) - 1), rows)
+    return lines
+
+
+def _path_section(
+    data: ReportInput, s: Scenario, ran: Sequence[str], ours: Sequence[str], peers: Sequence[str]
+) -> list[str]:
+    """The latency of each path apart, and the peers' p99 of the main path over ours."""
+    records = [r for r in data.records if r.scenario == s.key]
+    rows = []
+    for name in ran:
+        for p in summarize_paths([r for r in records if r.server == name]):
+            rows.append(
+                [
+                    f"**{name}**" if name in ours else name,
+                    f"`{p.path}`",
+                    str(p.requests),
+                    fmt_us(p.latency_p50_us),
+                    fmt_us(p.latency_p99_us),
+                    fmt_us(p.latency_max_us),
+                    str(p.errors),
+                    str(p.timeouts),
+                    str(p.non_2xx),
+                ]
+            )
+    if not rows:
+        return []
+    lines = [
+        "",
+        (
+            f"Latency by path in {s.key}: `{s.path}` is the fast requests, `{s.slow_path}` the "
+            f"slow ones (every {s.slow_every}th of a connection)."
+        ),
+        "",
+    ]
+    lines += _table(_PATH_COLUMNS, ["l", "l", "r", "r", "r", "r", "r", "r", "r"], rows)
+    lines += [
+        "",
+        (
+            "Nearest-rank percentiles and the maximum of each run, median over rounds; the "
+            "counts are totals over all rounds (answered: responses received, the drain after "
+            "the deadline included)."
+        ),
+    ]
+    if ours and peers:
+        header = ["peer", *[f"peer `{s.path}` p99 ÷ {o}" for o in ours]]
+        table_rows = [
+            [
+                f"`{peer}`",
+                *[
+                    fmt_ratio(
+                        paired_ratios(
+                            data.records, s.key, o, peer, _path_p99(s.path), peer_over_ours=True
+                        )
+                    )
+                    for o in ours
+                ],
+            ]
+            for peer in peers
+        ]
+        lines += ["", "Above 1, the fast requests' p99 was lower with ours:", ""]
+        lines += _table(header, ["l"] + ["r"] * len(ours), table_rows)
     return lines

@@ -14,6 +14,10 @@ time and memory from ``/proc``, and stops it. Runs are interleaved: each round r
 scenario against every server in turn (A B C ... A B C ...), so a ratio between two servers
 compares numbers measured minutes apart on the same machine.
 
+The blocking scenarios (``sleep5-c100``, ``slow1pct-c100``) run handlers that sleep, a stand-in
+for a database call, on the servers that have such an app (Peregrine, gunicorn's gthread
+worker, waitress), all with the same number of handler threads (``--handler-threads``).
+
 Invariants: every request goes to 127.0.0.1; every server process is killed at the end, even
 on error or SIGTERM (process groups, ``finally``, ``atexit``); every step has a timeout and
 the whole run stops starting new runs after ``--time-limit`` seconds.
@@ -50,6 +54,7 @@ import proctree
 import report
 import running
 import servers
+from apps._blocking import SLEEP_S, SLOW_S, SMALL_BODY
 from apps._body import BODY_BYTES
 
 HERE: Final = Path(__file__).resolve().parent
@@ -69,7 +74,15 @@ RUN_OVERHEAD_S: Final = 3.0
 INSTALL_TIMEOUT_S: Final = 900.0
 
 VENV_SERVERS: Final = frozenset(
-    {"uvicorn", "granian-rsgi", "granian-asgi", "aiohttp", "gunicorn-sync"}
+    {
+        "uvicorn",
+        "granian-rsgi",
+        "granian-asgi",
+        "aiohttp",
+        "gunicorn-sync",
+        "gunicorn-gthread",
+        "waitress",
+    }
 )
 SYSTEM_PACKAGES: Final = {"wrk": "wrk", "h2load": "nghttp2-client", "nginx": "nginx", "h2o": "h2o"}
 APT_LINE: Final = "apt-get install -y wrk nghttp2-client nginx h2o"
@@ -100,6 +113,7 @@ class Plan:
     time_limit_s: float | None
     keep_workdir: bool
     argv: tuple[str, ...]
+    handler_threads: int | None = None
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
@@ -160,6 +174,12 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         help="start no new run after this many seconds (default: twice the estimate + 120 s)",
     )  # fmt: skip
     parser.add_argument("--keep-workdir", action="store_true", help="keep configs and server logs")
+    parser.add_argument(
+        "--handler-threads", type=int, metavar="N",
+        help="handler threads in the blocking scenarios: gunicorn-gthread's and waitress's "
+        f"--threads (default {servers.DEFAULT_HANDLER_THREADS}), and Peregrine's "
+        "--handler-threads (by default Peregrine keeps its own default)",
+    )  # fmt: skip
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     quick: bool = args.quick
@@ -178,6 +198,8 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         )
     if duration < 1 or warmup < 0:
         parser.error("--duration must be at least 1 and --warmup at least 0 (whole seconds)")
+    if args.handler_threads is not None and not 1 <= args.handler_threads <= 1024:
+        parser.error("--handler-threads must be between 1 and 1024")
     names = tuple(args.servers or (QUICK_SERVERS if quick else servers.SERVER_NAMES))
     keys = tuple(args.scenarios or (QUICK_SCENARIOS if quick else loadgen.SCENARIO_KEYS))
     return Plan(
@@ -194,6 +216,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         time_limit_s=args.time_limit,
         keep_workdir=args.keep_workdir,
         argv=tuple(argv),
+        handler_threads=args.handler_threads,
     )
 
 
@@ -317,21 +340,22 @@ def run_one(
 ) -> report.RunRecord:
     """Start ``spec``, warm it up, measure it under ``scn``, stop it; never raises for a failure."""
     try:
-        server = running.start(spec, env)
+        server = running.start(spec, env, app=scn.app)
     except servers.StartError as exc:
         return report.RunRecord(
             round_index, scn.key, spec.name, None, error=f"did not start: {exc}"
         )
+    url = server.url_of(scn.path)
     try:
         rate_hint = None
         if plan.warmup_s or tool == "h2load":  # h2load sizes its run from the warm-up's rate
             # A failing warm-up is not reported: the measured run shows the problem if it lasts.
             with contextlib.suppress(loadgen.LoadError):
-                warm = loadgen.run_load(scn, server.url, plan.warmup_s, cpu=load_cpu, tool=tool)
+                warm = loadgen.run_load(scn, url, plan.warmup_s, cpu=load_cpu, tool=tool)
                 rate_hint = warm.requests_per_s
         cpu_before = proctree.cpu_times(server.pid)
         result = loadgen.run_load(
-            scn, server.url, plan.duration_s, cpu=load_cpu, tool=tool, rate_hint=rate_hint
+            scn, url, plan.duration_s, cpu=load_cpu, tool=tool, rate_hint=rate_hint
         )
         cpu_after = proctree.cpu_times(server.pid)
         rss = proctree.rss_bytes(server.pid)
@@ -366,12 +390,17 @@ def _progress(index: int, total: int, record: report.RunRecord) -> str:
         first = (record.error or "failed").splitlines()[0]
         return f"{prefix} FAILED: {first}"
     r = record.result
+    paths = "".join(
+        f"  {p.path} p50 {report.fmt_us(p.latency_p50_us)} p99 {report.fmt_us(p.latency_p99_us)}"
+        f" max {report.fmt_us(p.latency_max_us)} ({p.requests})"
+        for p in r.by_path
+    )
     return (
         f"{prefix} {report.fmt_rate(r.requests_per_s):>9} req/s  "
         f"stdev {report.fmt_us(r.latency_stdev_us):>9}  p99 {report.fmt_us(r.latency_p99_us):>9}  "
         f"CPU {report.fmt_cpu(record.cpu_us_per_request):>6} µs/req "
         f"(sys {report.fmt_cpu(record.sys_us_per_request)})  "
-        f"errors {r.errors} timeouts {r.timeouts} non-2xx {r.non_2xx}"
+        f"errors {r.errors} timeouts {r.timeouts} non-2xx {r.non_2xx}{paths}"
     )
 
 
@@ -407,10 +436,17 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         load_cpu = min(os.sched_getaffinity(0) - {env.server_cpu})
         os.sched_setaffinity(0, {load_cpu})  # the Python load generator runs in this process
 
+    notes += _app_notes(plan, env, scenarios, specs)
     runs = [
-        (r, scn, spec) for r in range(1, plan.rounds + 1) for scn in scenarios for spec in specs
+        (r, scn, spec)
+        for r in range(1, plan.rounds + 1)
+        for scn in scenarios
+        for spec in specs
+        if spec.serves(scn.app)
     ]
-    estimate = len(runs) * (plan.duration_s + plan.warmup_s + RUN_OVERHEAD_S)
+    estimate = sum(
+        plan.duration_s + plan.warmup_s + RUN_OVERHEAD_S + _drain_s(scn) for _, scn, _ in runs
+    )
     time_limit = plan.time_limit_s if plan.time_limit_s is not None else 2 * estimate + 120
     log(f"{len(runs)} runs, about {estimate / 60:.1f} min (no new run after {time_limit:.0f} s)")
     deadline = time.monotonic() + time_limit
@@ -445,8 +481,18 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         command_line=shlex.join(["python", "tools/bench/run.py", *plan.argv]),
         started=started.strftime("%Y-%m-%d %H:%M %Z"),
         machine=machine,
-        method=_method(plan, env, load_cpu, specs, uses_python_client="python" in tool_of.values()),
-        servers=[(s.name, s.title, found_versions.get(s.name, "?")) for s in specs],
+        method=_method(
+            plan,
+            env,
+            load_cpu,
+            specs,
+            scenarios,
+            uses_python_client=any(
+                tool == "python" and loadgen.scenario(key).tool != "python"
+                for key, tool in tool_of.items()
+            ),
+        ),
+        servers=[(s.name, _title(s, env), found_versions.get(s.name, "?")) for s in specs],
         scenarios=scenarios,
         ours=[s.name for s in servers.SERVERS if s.ours],
         records=records,
@@ -481,7 +527,7 @@ def _set_up(
         needed = [n for n in plan.server_names if n in ("nginx", "h2o")]
         if not plan.python_loadgen:
             needed += [loadgen.scenario(k).tool for k in plan.scenario_keys]
-        install_system_tools(sorted(set(needed)), notes)
+        install_system_tools(sorted({t for t in needed if t in SYSTEM_PACKAGES}), notes)
     venv_python = None
     if VENV_SERVERS.intersection(plan.server_names):
         venv_python = ensure_venv(plan.venv, notes, install=plan.install)
@@ -497,6 +543,7 @@ def _set_up(
         python=python,
         venv_python=venv_python,
         server_cpu=server_cpu,
+        handler_threads=plan.handler_threads,
     )
     return env, machine
 
@@ -524,7 +571,9 @@ def _choose_tools(plan: Plan, notes: list[str]) -> dict[str, loadgen.Tool]:
     tool_of: dict[str, loadgen.Tool] = {}
     for key in plan.scenario_keys:
         tool = loadgen.scenario(key).tool
-        if plan.python_loadgen:
+        if tool == "python":
+            tool_of[key] = "python"  # the scenario's own client (mixed_load)
+        elif plan.python_loadgen:
             tool_of[key] = "python"
             notes.append(f"--python-loadgen: {key} used the pure-Python load generator (slow).")
         elif loadgen.tool_available(tool):
@@ -537,11 +586,68 @@ def _choose_tools(plan: Plan, notes: list[str]) -> dict[str, loadgen.Tool]:
     return tool_of
 
 
+def _drain_s(scn: loadgen.Scenario) -> float:
+    """Time a run of ``scn`` may add to its warm-up and measurement: the mixed client awaits
+    the slow requests outstanding at each deadline (about 1 s, twice)."""
+    return 2 * SLOW_S if scn.slow_every else 0.0
+
+
+def _title(spec: servers.ServerSpec, env: servers.BenchEnv) -> str:
+    """The report's "what runs" cell, with the thread count of the threaded peers."""
+    return spec.title.replace("N threads", f"{env.peer_threads} threads")
+
+
+def _app_notes(
+    plan: Plan,
+    env: servers.BenchEnv,
+    scenarios: Sequence[loadgen.Scenario],
+    specs: Sequence[servers.ServerSpec],
+) -> list[str]:
+    """Which servers sit out which scenarios, and how Peregrine's handler threads were set."""
+    notes: list[str] = []
+    sitting_out: tuple[tuple[loadgen.AppKind, str], ...] = (
+        ("blocking", "the blocking scenarios (no blocking app: static or asyncio servers)"),
+        ("body", "the body scenarios (they run the blocking scenarios only)"),
+    )
+    for app, what in sitting_out:
+        keys = [s.key for s in scenarios if s.app == app]
+        idle = [s.name for s in specs if not s.serves(app)]
+        if keys and idle:
+            notes.append(
+                f"Not run in {what}: {', '.join(f'`{n}`' for n in idle)} ({', '.join(keys)})."
+            )
+    blocking = any(s.app == "blocking" for s in scenarios)
+    if blocking and any(s.name == "peregrine" for s in specs):
+        default = servers.peregrine_handler_threads(env)
+        if default is None:
+            notes.append(
+                "This Peregrine has no `--handler-threads` (no `ServerConfig.handler_threads`): "
+                "it ran the blocking scenarios with its defaults, handlers on its worker thread"
+                + (
+                    f"; `--handler-threads {plan.handler_threads}` was not passed to it."
+                    if plan.handler_threads is not None
+                    else "."
+                )
+            )
+        elif plan.handler_threads is None:
+            notes.append(
+                f"Peregrine ran the blocking scenarios with its default handler threads "
+                f"({default}); the peers with {env.peer_threads}."
+            )
+        else:
+            notes.append(
+                f"Peregrine ran the blocking scenarios with `--handler-threads "
+                f"{plan.handler_threads}`, as the peers."
+            )
+    return notes
+
+
 def _method(
     plan: Plan,
     env: servers.BenchEnv,
     load_cpu: int | None,
     specs: Sequence[servers.ServerSpec],
+    scenarios: Sequence[loadgen.Scenario],
     *,
     uses_python_client: bool,
 ) -> list[str]:
@@ -550,21 +656,41 @@ def _method(
     used_tools = ", ".join(v for v in tools if v) or "none found"
     if uses_python_client:
         used_tools += "; the pure-Python client where noted"
+    if any(s.slow_every for s in scenarios):
+        used_tools += "; the mixed-path asyncio client (slow1pct-c100)"
     affinity = "none"
     if env.server_cpu is not None:
         affinity = (
             f"servers `taskset -c {env.server_cpu}`, "
             f"load generator `taskset -c {load_cpu}` (one thread)"
         )
+    blocking: list[str] = []
+    if any(s.app == "blocking" for s in scenarios):
+        blocking.append(
+            f"Blocking scenarios ({', '.join(s.key for s in scenarios if s.app == 'blocking')}): "
+            f"the handler sleeps (`time.sleep`) as the path says, then answers a "
+            f"{len(SMALL_BODY)}-byte body: `/sleep5` {SLEEP_S * 1e3:.0f} ms, `/slow` "
+            f"{SLOW_S:.0f} s, `/fast` not at all. gunicorn-gthread and waitress run "
+            f"{env.peer_threads} handler threads; Peregrine's are in the notes."
+        )
+    if any(s.slow_every for s in scenarios):
+        blocking.append(
+            "slow1pct-c100 uses a Python asyncio client (`loadgen.mixed_load`) that sends every "
+            "100th request of each connection (staggered) to `/slow` and keeps the latencies of "
+            "each path apart (nearest-rank p50/p99, max); its request timeout is "
+            f"{loadgen.MIXED_TIMEOUT_S:.0f} s, requests outstanding at the deadline are awaited, "
+            "and req/s counts the answers received before it."
+        )
     return [
         (
             f"Request: `GET /` on 127.0.0.1, answered 200 with a {BODY_BYTES}-byte `text/html` "
             "body, keep-alive (HTTP/1.1). Static servers serve the same bytes from a file."
         ),
+        *blocking,
         f"Pinning: {affinity}.",
         (
             f"Interleaved: {plan.rounds} round(s); each round runs every scenario against every "
-            f"server in this order: {', '.join(s.name for s in specs)}."
+            f"server that runs it, in this order: {', '.join(s.name for s in specs)}."
         ),
         (
             f"Each run starts the server afresh, checks that `GET /` returns 200 with "
@@ -578,7 +704,8 @@ def _method(
         ),
         (
             f"Every server: listen backlog {servers.BACKLOG_CONNECTIONS} where it has the "
-            f"option, no access log; nginx and h2o allow {servers.MAX_CONNECTIONS} connections. "
+            f"option, no access log; nginx, h2o and waitress allow {servers.MAX_CONNECTIONS} "
+            "connections. "
             f"Load generator request timeout {loadgen.REQUEST_TIMEOUT_S:.0f} s."
         ),
         f"Load generators: {used_tools}.",

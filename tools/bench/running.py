@@ -1,8 +1,9 @@
 """Running a server under test: start it pinned, wait until it answers, stop its whole group.
 
-Strategy: :func:`start` runs a :class:`~servers.ServerSpec`'s command under ``taskset -c CPU``
-in a new session, waits until ``GET /`` answers 200 with the 6150-byte body, and returns a
-:class:`RunningServer`; the harness measures it from ``/proc`` and stops it.
+Strategy: :func:`start` runs a :class:`~servers.ServerSpec`'s command (for the app asked for:
+the body, or the blocking handlers) under ``taskset -c CPU`` in a new session, waits until
+``GET /`` answers 200 with the 6150-byte body (the blocking apps answer ``/`` with it too), and
+returns a :class:`RunningServer`; the harness measures it from ``/proc`` and stops it.
 
 Invariants:
 - Every server runs in its own process group (``start_new_session``); stopping sends SIGTERM,
@@ -25,6 +26,7 @@ from pathlib import Path
 from typing import IO
 
 from apps._body import BODY_BYTES
+from loadgen import AppKind
 from servers import (
     LOOPBACK,
     PAGE,
@@ -56,7 +58,11 @@ class RunningServer:
     @property
     def url(self) -> str:
         """The URL every load generator requests."""
-        return f"http://{LOOPBACK}:{self.port}{PAGE}"
+        return self.url_of(PAGE)
+
+    def url_of(self, path: str) -> str:
+        """The URL of ``path`` (``/sleep5``) on this server."""
+        return f"http://{LOOPBACK}:{self.port}{path}"
 
     def alive(self) -> bool:
         """Whether the main process is still running."""
@@ -98,16 +104,24 @@ atexit.register(stop_all)
 
 
 def start(
-    server_spec: ServerSpec, env: BenchEnv, *, timeout_s: float = START_TIMEOUT_S
+    server_spec: ServerSpec,
+    env: BenchEnv,
+    *,
+    app: AppKind = "body",
+    timeout_s: float = START_TIMEOUT_S,
 ) -> RunningServer:
-    """Start ``server_spec`` on a free port and wait until it answers ``GET /`` correctly.
+    """Start ``server_spec`` serving ``app`` on a free port; wait until ``GET /`` answers well.
 
     Raises:
-        StartError: the command failed, the server exited, or it did not answer 200 with the
-            6150-byte body within ``timeout_s``. The server is stopped before raising.
+        StartError: the server has no such app, the command failed, the server exited, or it
+            did not answer 200 with the 6150-byte body within ``timeout_s``. The server is
+            stopped before raising.
     """
+    build = server_spec.command_for(app)
+    if build is None:
+        raise StartError(f"{server_spec.name} does not serve the {app} app")
     port = free_port()
-    command = server_spec.command(env, port)
+    command = build(env, port)
     taskset = shutil.which("taskset")
     if env.server_cpu is not None and taskset is not None:
         command = [taskset, "-c", str(env.server_cpu), *command]

@@ -1,13 +1,18 @@
 """The servers under test: how each one is started and checked, and what is measured of it.
 
 Strategy: every server is a :class:`ServerSpec` (a name, a check saying why it cannot run here,
-and a function building its command line for a port). :mod:`running` starts one and stops it.
+and a function building its command line for a port, one per app it serves: the 6150-byte
+body, and for some the blocking handlers of ``apps/_blocking.py``). :mod:`running` starts one
+and stops it.
 
 Invariants:
 - Every server binds 127.0.0.1, on a port found free just before it starts.
 - The harness measures a server's whole process tree (:mod:`proctree`): master and workers.
 - Every server gets the same listen backlog (:data:`BACKLOG_CONNECTIONS`) where it offers the
   option, and no access log.
+- In the blocking scenarios every threaded server runs the same number of handler threads
+  (:attr:`BenchEnv.peer_threads`); Peregrine keeps its own default unless the harness was given
+  a number and this Peregrine has ``--handler-threads``.
 """
 
 from __future__ import annotations
@@ -24,6 +29,7 @@ from pathlib import Path
 from typing import Final
 
 from apps._body import BODY
+from loadgen import AppKind
 
 LOOPBACK: Final = "127.0.0.1"
 BACKLOG_CONNECTIONS: Final = 2048
@@ -31,7 +37,11 @@ START_TIMEOUT_S: Final = 30.0
 STOP_GRACE_S: Final = 5.0
 CHECK_TIMEOUT_S: Final = 60.0
 MAX_CONNECTIONS: Final = 4096
-"""Connection limit given to nginx and h2o (their defaults, 512 and 1024, are below c1000)."""
+"""Connection limit given to nginx, h2o and waitress (their defaults, 512, 1024 and 100, are
+at or below the scenarios' connection counts)."""
+DEFAULT_HANDLER_THREADS: Final = 32
+"""Handler threads of gunicorn-gthread and waitress in the blocking scenarios (Peregrine's
+``ServerConfig.handler_threads`` default)."""
 
 _SBIN_PATH: Final = "/usr/local/sbin:/usr/sbin:/sbin"
 PAGE: Final = "/"
@@ -52,6 +62,7 @@ class BenchEnv:
         python: the interpreter running Peregrine and the stdlib server.
         venv_python: the interpreter of the peers' virtual environment, if there is one.
         server_cpu: the CPU every server is pinned to, or ``None`` for no pinning.
+        handler_threads: the thread count given on the harness's command line, if any.
     """
 
     repo: Path
@@ -60,6 +71,12 @@ class BenchEnv:
     python: str
     venv_python: str | None
     server_cpu: int | None
+    handler_threads: int | None = None
+
+    @property
+    def peer_threads(self) -> int:
+        """The handler threads of the threaded peers in the blocking scenarios."""
+        return self.handler_threads or DEFAULT_HANDLER_THREADS
 
 
 @dataclass(frozen=True)
@@ -71,14 +88,26 @@ class ServerSpec:
         title: what runs, for the report (``uvicorn + uvloop + httptools``).
         ours: whether this is one of Peregrine's servers (ratios are computed for those).
         check: returns ``None`` when the server can run here, else the reason it cannot.
-        command: builds the command line for a port (the harness prefixes ``taskset``).
+        command: builds the command line for a port (the harness prefixes ``taskset``) serving
+            the 6150-byte body, or ``None`` for a server run in the blocking scenarios only.
+        blocking_command: the same for the blocking handlers, or ``None`` when the server does
+            not run the blocking scenarios (static file servers, asyncio servers).
     """
 
     name: str
     title: str
     ours: bool
     check: Callable[[BenchEnv], str | None]
-    command: Callable[[BenchEnv, int], list[str]]
+    command: Callable[[BenchEnv, int], list[str]] | None
+    blocking_command: Callable[[BenchEnv, int], list[str]] | None = None
+
+    def command_for(self, app: AppKind) -> Callable[[BenchEnv, int], list[str]] | None:
+        """The command builder for ``app``, or ``None`` if this server does not serve it."""
+        return self.command if app == "body" else self.blocking_command
+
+    def serves(self, app: AppKind) -> bool:
+        """Whether this server runs the scenarios of ``app``."""
+        return self.command_for(app) is not None
 
 
 # --- command lines ---------------------------------------------------------------------------
@@ -90,6 +119,38 @@ def _peregrine(env: BenchEnv, port: int) -> list[str]:
         "--port", str(port), "--host", LOOPBACK, "--workers", "1",
         "--backlog", str(BACKLOG_CONNECTIONS), "--log-level", "warning",
     ]  # fmt: skip
+
+
+def _peregrine_blocking(env: BenchEnv, port: int) -> list[str]:
+    command = [
+        env.python, "-m", "peregrine_core", "tools.bench.apps.peregrine_blocking_app:Handler",
+        "--port", str(port), "--host", LOOPBACK, "--workers", "1",
+        "--backlog", str(BACKLOG_CONNECTIONS), "--log-level", "warning",
+    ]  # fmt: skip
+    if env.handler_threads is not None and peregrine_handler_threads(env) is not None:
+        command += ["--handler-threads", str(env.handler_threads)]
+    return command
+
+
+_HANDLER_THREADS_HELP: Final = re.compile(
+    r"--handler-threads\b(?:(?!\n  -).)*?\(default:\s*([^)\s]+)\)", re.DOTALL
+)
+
+
+def peregrine_handler_threads(env: BenchEnv) -> str | None:
+    """``None`` when this checkout's ``python -m peregrine_core`` has no ``--handler-threads``;
+    else its default as its ``--help`` prints it (``"?"`` when unreadable)."""
+    works, help_text = _help_text(env.python, "peregrine_core", env)
+    return handler_threads_default(help_text) if works else None
+
+
+def handler_threads_default(help_text: str) -> str | None:
+    """From a ``--help`` text: ``None`` without ``--handler-threads``, else the default it
+    names (``"?"`` when it names none)."""
+    if "--handler-threads" not in help_text:
+        return None
+    match = _HANDLER_THREADS_HELP.search(help_text)
+    return match.group(1) if match else "?"
 
 
 def _peregrine_static(env: BenchEnv, port: int) -> list[str]:
@@ -149,6 +210,23 @@ def _gunicorn(env: BenchEnv, port: int) -> list[str]:
         _venv(env), "-m", "gunicorn", "--workers", "1", "--worker-class", "sync",
         "--bind", f"{LOOPBACK}:{port}", "--backlog", str(BACKLOG_CONNECTIONS),
         "--log-level", "warning", "tools.bench.apps.wsgi_app:app",
+    ]  # fmt: skip
+
+
+def _gunicorn_gthread(env: BenchEnv, port: int) -> list[str]:
+    return [
+        _venv(env), "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
+        "--threads", str(env.peer_threads),
+        "--bind", f"{LOOPBACK}:{port}", "--backlog", str(BACKLOG_CONNECTIONS),
+        "--log-level", "warning", "tools.bench.apps.wsgi_blocking_app:app",
+    ]  # fmt: skip
+
+
+def _waitress(env: BenchEnv, port: int) -> list[str]:
+    return [
+        _venv(env), "-m", "waitress", f"--listen={LOOPBACK}:{port}",
+        f"--threads={env.peer_threads}", f"--backlog={BACKLOG_CONNECTIONS}",
+        f"--connection-limit={MAX_CONNECTIONS}", "tools.bench.apps.wsgi_blocking_app:app",
     ]  # fmt: skip
 
 
@@ -302,10 +380,11 @@ def find_binary(name: str) -> str | None:
 SERVERS: Final[tuple[ServerSpec, ...]] = (
     ServerSpec(
         "peregrine",
-        "Peregrine, handler returning the body",
+        "Peregrine, 1 worker, handler returning the body (blocking scenarios: the sleeping one)",
         True,
         _check_cli("peregrine_core"),
         _peregrine,
+        _peregrine_blocking,
     ),
     ServerSpec(
         "peregrine_static",
@@ -348,6 +427,22 @@ SERVERS: Final[tuple[ServerSpec, ...]] = (
         False,
         _check_imports("gunicorn"),
         _gunicorn,
+    ),
+    ServerSpec(
+        "gunicorn-gthread",
+        "gunicorn, 1 gthread worker, N threads (WSGI; blocking scenarios only)",
+        False,
+        _check_imports("gunicorn"),
+        None,
+        _gunicorn_gthread,
+    ),
+    ServerSpec(
+        "waitress",
+        "waitress, N threads (WSGI; blocking scenarios only)",
+        False,
+        _check_imports("waitress"),
+        None,
+        _waitress,
     ),
     ServerSpec(
         "stdlib",
@@ -471,7 +566,7 @@ def versions(env: BenchEnv) -> Mapping[str, str]:
     if env.venv_python is not None:
         code = (
             "import importlib.metadata as m\n"
-            "for d in ('uvicorn','uvloop','httptools','granian','aiohttp','gunicorn'):\n"
+            "for d in ('uvicorn','uvloop','httptools','granian','aiohttp','gunicorn','waitress'):\n"
             "    try: print(d, m.version(d))\n"
             "    except m.PackageNotFoundError: pass\n"
         )
@@ -494,6 +589,8 @@ def versions(env: BenchEnv) -> Mapping[str, str]:
                 ("granian-asgi", "granian"),
                 ("aiohttp", "aiohttp"),
                 ("gunicorn-sync", "gunicorn"),
+                ("gunicorn-gthread", "gunicorn"),
+                ("waitress", "waitress"),
             ):
                 if dist in dists:
                     found[name] = f"{dist} {dists[dist]}"

@@ -1,4 +1,5 @@
-"""Checks of the harness's pure parts: output parsing, ratios, the body, the Python client.
+"""Checks of the harness's pure parts: output parsing, ratios, the body, the Python clients,
+the per-path latency split, the blocking apps and the servers' command lines.
 
 Run: ``pytest tools/bench`` (the load generators' outputs below were captured from wrk 4.1.0
 and h2load 1.52.0).
@@ -6,18 +7,24 @@ and h2load 1.52.0).
 
 from __future__ import annotations
 
+import argparse
 import os
 import socket
 import threading
 import time
 from collections.abc import Iterator
-from http.server import ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
 
 import pytest
 
 import loadgen
 import proctree
 import report
+import servers
+from apps import wsgi_blocking_app
+from apps._blocking import SLEEP_S, SLOW_S, SMALL_BODY
 from apps._body import BODY, BODY_BYTES, make_body
 from apps.floor_app import serve as serve_floor
 from apps.stdlib_app import BodyHandler
@@ -95,6 +102,8 @@ def test_wrk_report_gives_rate_latency_errors_and_non_2xx() -> None:
     assert result.latency_avg_us == pytest.approx(4610)
     assert result.latency_stdev_us == pytest.approx(2460)
     assert result.latency_p99_us == pytest.approx(9820)
+    assert result.latency_p50_us == pytest.approx(5300)
+    assert result.by_path == ()
     assert (result.errors, result.timeouts, result.non_2xx) == (9198, 7, 13538)
 
 
@@ -306,3 +315,280 @@ def test_floor_app_answers_every_request_even_split_or_pipelined() -> None:
         thread.join(timeout=5)
         listener.close()
     assert not thread.is_alive()
+
+
+# --- the blocking scenarios ------------------------------------------------------------------------
+
+
+def test_blocking_scenarios_request_their_paths_and_run_the_blocking_app() -> None:
+    sleep5 = loadgen.scenario("sleep5-c100")
+    assert (sleep5.tool, sleep5.connections, sleep5.app, sleep5.slow_every) == (
+        "wrk",
+        100,
+        "blocking",
+        0,
+    )
+    cmd = loadgen.command(sleep5, "http://127.0.0.1:1/sleep5", 3)
+    assert cmd[-1] == "http://127.0.0.1:1/sleep5"
+    assert "-c100" in cmd
+    mixed = loadgen.scenario("slow1pct-c100")
+    assert (mixed.tool, mixed.path, mixed.slow_path, mixed.slow_every) == (
+        "python",
+        "/fast",
+        "/slow",
+        100,
+    )
+    with pytest.raises(ValueError, match="mixes paths"):
+        loadgen.command(mixed, "http://127.0.0.1:1/fast", 3)
+    with pytest.raises(loadgen.LoadError, match="only the Python client"):
+        loadgen.run_load(mixed, "http://127.0.0.1:1/fast", 1, cpu=None, tool="wrk")
+    assert loadgen.scenario("wrk-c100").app == "body"
+
+
+def test_slow_requests_are_one_in_every_per_connection_and_staggered() -> None:
+    every = 100
+    for connection in (0, 1, 57, 99, 100, 250):
+        flags = [loadgen.is_slow(connection, n, every) for n in range(3 * every)]
+        for start in range(0, 3 * every - every + 1, 7):  # any run of `every` requests
+            assert sum(flags[start : start + every]) == 1
+    firsts = {next(n for n in range(every) if loadgen.is_slow(k, n, every)) for k in range(every)}
+    assert firsts == set(range(every))  # 100 connections: each starts at another position
+    assert not any(loadgen.is_slow(0, n, 0) for n in range(10))
+
+
+def test_percentiles_are_nearest_rank_and_per_path_stats_in_microseconds() -> None:
+    samples = [i / 1000 for i in range(1, 101)]  # 1 ms .. 100 ms
+    assert loadgen.percentile_us(samples, 0.50) == pytest.approx(50_000)
+    assert loadgen.percentile_us(samples, 0.99) == pytest.approx(99_000)
+    assert loadgen.percentile_us([0.002], 0.99) == pytest.approx(2_000)
+    assert loadgen.percentile_us([], 0.5) is None
+    stats = loadgen.path_stats("/fast", list(reversed(samples)), timeouts=2)
+    assert (stats.path, stats.requests, stats.timeouts) == ("/fast", 100, 2)
+    assert stats.latency_p50_us == pytest.approx(50_000)
+    assert stats.latency_p99_us == pytest.approx(99_000)
+    assert stats.latency_max_us == pytest.approx(100_000)
+    empty = loadgen.path_stats("/slow", [])
+    assert (empty.requests, empty.latency_p99_us, empty.latency_max_us) == (0, None, None)
+
+
+class _FastSlowHandler(BaseHTTPRequestHandler):
+    """``/fast`` answers 200, ``/slow`` 404 (so the split is checked by status, not by time)."""
+
+    protocol_version = "HTTP/1.1"
+    disable_nagle_algorithm = True  # the head and the body are written apart
+
+    def do_GET(self) -> None:
+        status = {"/fast": 200, "/slow": 404}.get(self.path, 500)
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(SMALL_BODY)))
+        self.end_headers()
+        self.wfile.write(SMALL_BODY)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def fast_slow_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _FastSlowHandler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_mixed_client_keeps_the_latencies_of_each_path_apart(fast_slow_server: int) -> None:
+    url = f"http://127.0.0.1:{fast_slow_server}/fast"
+    connections, every = 3, 5
+    result = loadgen.mixed_load(url, connections, 30, slow_path="/slow", slow_every=every,
+                                max_requests=600)  # fmt: skip
+    fast, slow = result.by_path
+    assert (fast.path, slow.path) == ("/fast", "/slow")
+    assert result.path_stats("/slow") == slow
+    assert result.path_stats("/other") is None
+    assert fast.requests + slow.requests == result.requests == 600  # the budget stops it
+    assert (fast.non_2xx, slow.non_2xx) == (0, slow.requests)  # every /slow answer counted there
+    assert result.non_2xx == slow.requests
+    # Exactly one request in `every` per connection is slow: the total is off by less than
+    # one per connection.
+    assert abs(slow.requests * every - result.requests) < every * connections
+    assert (result.errors, result.timeouts) == (0, 0)
+    assert fast.latency_p50_us is not None
+    assert slow.latency_max_us is not None
+    assert result.latency_p50_us is not None
+    assert result.requests_per_s > 0
+
+
+def test_mixed_client_refuses_other_hosts_and_bad_mixes() -> None:
+    with pytest.raises(loadgen.LoadError, match=r"only requests 127\.0\.0\.1"):
+        loadgen.mixed_load("http://example.com/fast", 1, 1, slow_path="/slow", slow_every=100)
+    with pytest.raises(ValueError, match="bad mix"):
+        loadgen.mixed_load("http://127.0.0.1:1/fast", 1, 1, slow_path="/fast", slow_every=100)
+    with pytest.raises(ValueError, match="bad mix"):
+        loadgen.mixed_load("http://127.0.0.1:1/fast", 1, 1, slow_path="/slow", slow_every=0)
+
+
+def _mixed_record(
+    round_index: int, server: str, fast_p99_us: float, slow_p99_us: float
+) -> report.RunRecord:
+    fast = loadgen.PathStats("/fast", 990, 100.0, fast_p99_us, 2 * fast_p99_us, 0, 1, 0)
+    slow = loadgen.PathStats("/slow", 10, 1e6, slow_p99_us, slow_p99_us, 0, 0, 0)
+    result = loadgen.LoadResult(
+        "python", 1000, 1.0, 1000.0, 500.0, 50.0, 1e6, 0, 1, 0, 200.0, (fast, slow)
+    )
+    return report.RunRecord(round_index, "slow1pct-c100", server, result, 0.01, 2**20)
+
+
+def test_latency_by_path_takes_medians_of_latencies_and_totals_of_counts() -> None:
+    records = [
+        _mixed_record(1, "waitress", 3000.0, 1.2e6),
+        _mixed_record(2, "waitress", 5000.0, 1.4e6),
+        _mixed_record(3, "waitress", 4000.0, 1.3e6),
+        report.RunRecord(4, "slow1pct-c100", "waitress", None, error="did not start"),
+    ]
+    fast, slow = report.summarize_paths(records)
+    assert (fast.path, fast.rounds, fast.requests, fast.timeouts) == ("/fast", 3, 2970, 3)
+    assert fast.latency_p99_us == pytest.approx(4000.0)
+    assert fast.latency_max_us == pytest.approx(8000.0)
+    assert slow.path == "/slow"
+    assert slow.latency_p99_us == pytest.approx(1.3e6)
+    assert report.summarize_paths([_record(1, "x", 10.0, 0.1)]) == []
+
+
+def test_report_shows_the_fast_requests_apart_and_only_servers_that_ran() -> None:
+    records = [
+        _mixed_record(1, "peregrine", 2000.0, 1.0e6),
+        _mixed_record(1, "waitress", 8000.0, 1.5e6),
+        _mixed_record(2, "peregrine", 2000.0, 1.0e6),
+        _mixed_record(2, "waitress", 4000.0, 1.5e6),
+        _record(1, "peregrine", 300.0, 0.003),
+        _record(1, "nginx", 100.0, 0.003),
+        _record(2, "peregrine", 300.0, 0.003),
+        _record(2, "nginx", 100.0, 0.003),
+    ]
+    text = report.render(
+        report.ReportInput(
+            command_line="run.py",
+            started="now",
+            machine=[],
+            method=[],
+            servers=[
+                ("peregrine", "p", "1"),
+                ("peregrine_static", "s", "1"),
+                ("waitress", "w", "1"),
+                ("nginx", "n", "1"),
+            ],
+            scenarios=[loadgen.scenario("wrk-c100"), loadgen.scenario("slow1pct-c100")],
+            ours=["peregrine", "peregrine_static"],
+            records=records,
+        )
+    )
+    assert "Latency by path in slow1pct-c100" in text
+    # median over rounds of p50, p99 and max; answered totals over rounds
+    assert "| **peregrine** | `/fast` | 1980 | 100 µs | 2.00 ms | 4.00 ms | 0 | 2 | 0 |" in text
+    assert "| waitress | `/fast` | 1980 | 100 µs | 6.00 ms | 12.00 ms | 0 | 2 | 0 |" in text
+    assert "| waitress | `/slow` | 20 | 1.00 s | 1.50 s | 1.50 s | 0 | 0 | 0 |" in text
+    # waitress's fast p99 over ours: 4× in round 1, 2× in round 2
+    assert "| `waitress` | 3.00× (2.00–4.00) |" in text
+    # the p50 column of the main table
+    assert "| latency p50 |" in text
+    assert "| 200 µs | 1.00 s |" in text
+    # peregrine_static ran nothing: no summary column; nginx has no slow1pct figures
+    assert "peregrine_static ·" not in text
+    assert "| `nginx` | 3.00× | – |" in text
+    assert "| `waitress` | – | 1.00× |" in text
+
+
+def test_wsgi_blocking_app_sleeps_as_the_path_says(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)  # the app's time module is this one
+    answers: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def start_response(status: str, headers: list[tuple[str, str]]) -> None:
+        answers.append((status, headers))
+
+    def get(path: str) -> bytes:
+        return b"".join(wsgi_blocking_app.app({"PATH_INFO": path}, start_response))
+
+    assert get("/") == BODY
+    assert get("/fast") == SMALL_BODY
+    assert slept == []
+    assert get("/sleep5") == SMALL_BODY
+    assert get("/slow") == SMALL_BODY
+    assert slept == [SLEEP_S, SLOW_S]
+    get("/missing")
+    assert [status for status, _ in answers] == ["200 OK"] * 4 + ["404 Not Found"]
+    for (_, headers), body in zip(
+        answers[:4], [BODY, SMALL_BODY, SMALL_BODY, SMALL_BODY], strict=True
+    ):
+        assert ("Content-Length", str(len(body))) in headers
+
+
+def _env(handler_threads: int | None = None) -> servers.BenchEnv:
+    return servers.BenchEnv(
+        repo=Path("/repo"),
+        workdir=Path("/tmp"),
+        static_dir=Path("/tmp"),
+        python="python3",
+        venv_python="/venv/bin/python",
+        server_cpu=None,
+        handler_threads=handler_threads,
+    )
+
+
+def _blocking_command(name: str, env: servers.BenchEnv) -> list[str]:
+    build = servers.spec(name).command_for("blocking")
+    assert build is not None
+    return build(env, 8000)
+
+
+def test_threaded_peers_run_the_blocking_app_with_the_same_thread_count() -> None:
+    for name in ("gunicorn-gthread", "waitress"):
+        assert servers.spec(name).serves("blocking")
+        assert not servers.spec(name).serves("body")
+    assert servers.spec("peregrine").serves("body")
+    assert servers.spec("peregrine").serves("blocking")
+    assert not servers.spec("nginx").serves("blocking")
+    gthread = _blocking_command("gunicorn-gthread", _env())
+    assert "tools.bench.apps.wsgi_blocking_app:app" in gthread
+    assert gthread[gthread.index("--worker-class") + 1] == "gthread"
+    assert gthread[gthread.index("--threads") + 1] == "32"
+    assert gthread[gthread.index("--workers") + 1] == "1"
+    waitress = _blocking_command("waitress", _env(8))
+    assert {"--threads=8", "--listen=127.0.0.1:8000"} <= set(waitress)
+    assert "tools.bench.apps.wsgi_blocking_app:app" in waitress
+
+
+def test_peregrine_gets_handler_threads_only_when_asked_and_supported(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr(servers, "peregrine_handler_threads", lambda env: None)
+    assert "--handler-threads" not in _blocking_command("peregrine", _env(8))
+    monkeypatch.setattr(servers, "peregrine_handler_threads", lambda env: "32")
+    assert "--handler-threads" not in _blocking_command("peregrine", _env())
+    command = _blocking_command("peregrine", _env(8))
+    assert command[command.index("--handler-threads") + 1] == "8"
+    assert "tools.bench.apps.peregrine_blocking_app:Handler" in command
+
+
+def test_handler_threads_default_is_read_from_the_help_text() -> None:
+    parser = argparse.ArgumentParser(prog="peregrine")
+    parser.add_argument("--workers", metavar="N", help="worker threads (default: auto)")
+    assert servers.handler_threads_default(parser.format_help()) is None
+    parser.add_argument(
+        "--handler-threads",
+        metavar="N",
+        help="the most handler calls running at once per worker, on a pool of threads, "
+        "so that a handler that blocks does not stall other connections (default: 32)",
+    )
+    parser.add_argument("--backlog", metavar="N", help="listen queue (default: 2048)")
+    assert servers.handler_threads_default(parser.format_help()) == "32"
+    assert (
+        servers.handler_threads_default("  --handler-threads N  threads\n  --x  (default: 5)")
+        == "?"
+    )
