@@ -1,63 +1,53 @@
-"""The codec feeding driver shared by the codec tests: reads handled as ``Worker._process`` does."""
+"""The codec feeding driver shared by the codec tests: the worker's own protocol object.
+
+:class:`Feeder` hands each read to :class:`~peregrine_core._protocol.H1Protocol`, the
+object the worker drives, and collects the requests it yields, exactly as
+``Worker._process`` does (a read that cannot complete anything is not parsed; a request
+that does not keep the connection alive is the last one parsed).
+"""
 
 from __future__ import annotations
 
-from peregrine_core import RemoteProtocolError
-from peregrine_core._chunked import ChunkedReader
-from peregrine_core._h1 import Head, HeadMemo, Limits, parse_head
+from peregrine_core._h1 import Head, HeadMemo, Limits
+from peregrine_core._protocol import H1Protocol
 
 __all__ = ["Feeder"]
 
 
 class Feeder:
-    """Feeds reads to the codec the way ``Worker._process`` does."""
+    """Feeds reads to one connection's :class:`H1Protocol`."""
 
     def __init__(self, limits: Limits, memo: HeadMemo | None = None) -> None:
-        self.limits = limits
-        self.memo = memo
-        self.buf = b""
-        self.head: Head | None = None
-        self.reader: ChunkedReader | None = None
+        self.protocol = H1Protocol(limits, memo, None)
         self.requests: list[Head] = []
         self.closed = False  # a request ended the connection: nothing more is parsed
+        self._after_close = b""
 
     def feed(self, data: bytes) -> None:
         if self.closed:
-            self.buf += data
+            self._after_close += data
             return
-        buf = self.buf + data
-        pos = 0
-        end = len(buf)
-        limits = self.limits
-        while pos < end or self.head is not None:
-            head = self.head
-            if head is not None:
-                if self.reader is not None:
-                    pos = self.reader.feed(buf, pos)
-                    if not self.reader.done:
-                        break
-                    head.request.body = self.reader.body
-                    self.reader = None
-                else:
-                    if end - pos < head.content_length:
-                        break
-                    head.request.body = buf[pos : pos + head.content_length]
-                    pos += head.content_length
-                self.head = None
-            else:
-                head = parse_head(buf, pos, limits, None, self.memo)
-                if head is None:
-                    break
-                pos = head.end
-                if head.chunked or head.content_length:
-                    if head.content_length > limits.max_body_bytes:
-                        raise RemoteProtocolError("body over the limit", 413)
-                    self.head = head
-                    if head.chunked:
-                        self.reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
-                    continue
+        if not self.protocol.receive(data):
+            return
+        while True:
+            head = self.protocol.next_request(0.0)
+            if head is None:
+                return
             self.requests.append(head)
             if not head.keep_alive:
                 self.closed = True
-                break
-        self.buf = buf[pos:]
+                self._after_close = self.protocol.rest()
+                return
+
+    @property
+    def buf(self) -> bytes:
+        """The bytes received and not yet part of a request (the body in progress aside)."""
+        if self.closed:
+            return self._after_close
+        protocol = self.protocol
+        return protocol._buf[protocol._pos :]
+
+    @property
+    def head(self) -> Head | None:
+        """A complete head whose body is still arriving."""
+        return self.protocol._head

@@ -150,8 +150,9 @@ class Stamps:
 
 def test_requests_read_in_one_pass_share_a_received_at_taken_after_the_reads() -> None:
     stamps = Stamps()
+    # handoff_delay 1 s: the slow call keeps the loop while the other requests arrive.
     with (
-        serve(stamps, config=ServerConfig(workers=1)) as srv,
+        serve(stamps, config=ServerConfig(workers=1, handoff_delay=1.0)) as srv,
         connect(srv.port) as slow,
         connect(srv.port) as a,
         connect(srv.port) as b,

@@ -22,12 +22,11 @@ its responses, which bounds memory per connection.
 
 from __future__ import annotations
 
-import enum
 import os
 from typing import TYPE_CHECKING, Any, Final
 
-from ._chunked import ChunkedReader
-from ._h1 import Head
+from ._h1 import Head, HeadMemo, Limits
+from ._protocol import H1Protocol, State
 from ._response import FileBody
 
 if TYPE_CHECKING:
@@ -44,56 +43,42 @@ _FILE_CHUNK_BYTES: Final = 256 * 1024
 FILE_BYTES_PER_PASS: Final = 256 * 1024
 
 
-class State(enum.IntEnum):
-    IDLE = 0
-    HEAD = 1
-    BODY = 2
-    LINGER = 3
-    UPGRADED = 4
-    CLOSED = 5
-    CALLING = 6
-
-
-class Connection:
-    """Per-connection state, owned by one worker."""
+class Connection(H1Protocol):
+    """A client connection owned by one worker: its HTTP/1 framing (the base class), its
+    transport, its deadline and its place in the poller."""
 
     __slots__ = (
-        "addr",
         "batch_full",
-        "body",
-        "chunked",
+        "calling",
         "close_after_flush",
         "deadline",
         "fd",
-        "head",
-        "inbuf",
-        "out",
         "paused",
         "requests",
-        "state",
         "transport",
         "upgrade",
         "writing",
     )
 
-    def __init__(self, transport: Transport, addr: object, deadline: float) -> None:
+    def __init__(
+        self,
+        transport: Transport,
+        addr: object,
+        deadline: float,
+        limits: Limits,
+        memo: HeadMemo | None = None,
+        ka10_tail: bytes = b"Connection: keep-alive\r\n\r\n",
+    ) -> None:
+        super().__init__(limits, memo, addr, ka10_tail)
         self.transport = transport
         self.fd = transport.fileno()
-        self.addr = addr
-        self.state = State.IDLE
-        self.inbuf = b""
-        # A list, not a deque: it holds a handful of buffers, and an empty deque costs
-        # ~600 bytes per connection.
-        self.out: list[bytes | memoryview | FileBody] = []
         self.writing = False  # registered for writability
         self.paused = False  # out of the poller while a handler call of it runs elsewhere
         self.close_after_flush = False
         self.batch_full = False  # stopped parsing at max_pipelined_requests; more may be buffered
         self.deadline = deadline
         self.requests = 0
-        self.head: Head | None = None
-        self.body = bytearray()  # a Content-Length body still arriving
-        self.chunked: ChunkedReader | None = None
+        self.calling: Head | None = None  # the request whose handler call runs elsewhere
         # (plugin, request, bytes after the request, handshake state) once a 101 is queued
         self.upgrade: tuple[Any, Request, bytes, object] | None = None
 

@@ -34,14 +34,13 @@ from collections import deque
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
-from ._chunked import ChunkedReader
 from ._config import ServerConfig
 from ._connection import Connection, State, flush
 from ._errors import PluginError, RemoteProtocolError
-from ._h1 import Head, HeadMemo, Limits, parse_head
+from ._h1 import Head, HeadMemo, Limits
 from ._log import RateLimitedLog, escape
+from ._protocol import error_response
 from ._response import Response
-from ._status import reason_phrase, status_line
 from .handoff import HandoffPool, Monitor, Unwind
 from .poller import ERROR, READ, WRITE, Poller, Waker, make_poller
 from .transport import SocketTransport
@@ -73,14 +72,6 @@ SHUTDOWN_IDLE_SECONDS: Final = 0.5
 OFFLOAD_SECONDS: Final = 1.0
 #: Longest-idle connections closed at once when the process runs out of descriptors.
 SHED_CONNECTIONS: Final = 16
-_MAX_IDLE_CRLF_BYTES: Final = 16
-_JOIN_MAX_BODY_BYTES: Final = 16 * 1024  # smaller bodies are copied behind their head
-_CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
-_CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
-_UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
-_KA11_TAIL: Final = b"\r\n"
-_UPGRADE_KA_TAIL: Final = b"Connection: Upgrade, keep-alive\r\n\r\n"
-_UPGRADE_CLOSE_TAIL: Final = b"Connection: Upgrade, close\r\n\r\n"
 # Connection states as module constants: an enum member looked up on its class costs more.
 _IDLE: Final = State.IDLE
 _HEAD: Final = State.HEAD
@@ -161,8 +152,8 @@ class Worker:
         # lock), _completions (by detached threads, likewise). The rest is the driver's.
         self._pool = HandoffPool(self.name, self._drive, self._on_detach)
         self._handed: deque[tuple[Connection, Head]] = deque()  # detached calls, to pause
-        self._completions: deque[tuple[Connection, Head, Response, bytes, float]] = deque()
-        self._waiting: deque[tuple[Connection, Head, bytes]] = deque()  # no free handler thread
+        self._completions: deque[tuple[Connection, Head, Response, float]] = deque()
+        self._waiting: deque[tuple[Connection, Head]] = deque()  # no free handler thread
         self._max_busy = config.handler_threads  # a call starts only while fewer run elsewhere
         self._queue_max = config.handler_queue
         self._handoff_delay = config.handoff_delay
@@ -255,20 +246,22 @@ class Worker:
         read = self._read
         completions = self._completions
         pool = self._pool
-        pool.begin_pass()  # a pass: the code up to the next poll
         monotonic = time.monotonic
         while True:
             if self._handed:
                 self._pause_handed()
             if completions or self._waiting:
+                pool.begin_pass()
                 self._take_completions()
             # Whether a request must look at the handler threads before its call runs
             # here: recomputed each pass (also set at once by a detach).
             self._careful = bool(self._pool._busy or self._waiting or self._now < self._offload_until)
             if self._shed:
                 self._shed_idle()
-            if self._stopping and self._check_stop():
-                return
+            if self._stopping:
+                pool.begin_pass()
+                if self._check_stop():
+                    return
             timeout: float | None = None
             if ready or completions or read:  # read: left by a driver whose call was detached
                 timeout = 0.0
@@ -280,7 +273,6 @@ class Worker:
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
             pool.end_pass()
             events = poller.poll(timeout)
-            pool.begin_pass()
             self._now = now = monotonic()
             if now >= self._date_expires:
                 self._refresh_date()
@@ -298,13 +290,15 @@ class Worker:
                         self._on_readable(conn)
                 except Exception:
                     self._crashed(conn)
-            self._answer_read()  # every ready connection has been read: answer them
+            if read or ready:
+                # Handler calls happen from here to the next poll: the monitor watches.
+                pool.begin_pass()
+                self._answer_read()  # every ready connection has been read: answer them
             while ready:
                 conn = ready.popleft()
-                if conn.inbuf and not conn.writing and conn.state == _IDLE:
-                    data, conn.inbuf = conn.inbuf, b""
+                if conn.pending and not conn.writing and conn.state == _IDLE:
                     try:
-                        self._process(conn, data)
+                        self._process(conn)
                     except Exception:
                         self._crashed(conn)
             if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
@@ -318,11 +312,11 @@ class Worker:
             sock, _ = self._inbox.popleft()
             sock.close()
             self._release_slot(2)
-        for conn, _, _ in self._waiting:
+        for conn, _ in self._waiting:
             self._close(conn)
         self._waiting.clear()
         self._pool.finish()  # from now on results of detached calls are dropped
-        for conn, _, resp, _, _ in self._completions:
+        for conn, _, resp, _ in self._completions:
             resp._drop_file()
             self._close(conn)
         self._completions.clear()
@@ -346,7 +340,7 @@ class Worker:
             sock, addr = inbox.popleft()
             # Accepted while stopping too: a request it already sent is answered.
             transport = SocketTransport(sock, addr)
-            conn = Connection(transport, addr, deadline)
+            conn = Connection(transport, addr, deadline, self._limits, self._memo, self._ka10_tail)
             self._conns[conn.fd] = conn
             self._poller.register(conn.fd, READ)
         self._next_deadline = min(self._next_deadline, deadline)
@@ -386,12 +380,12 @@ class Worker:
     def _shed_idle(self) -> None:
         """Close the longest-idle keep-alive connections: the process is out of descriptors."""
         self._shed = False
-        idle = [c for c in self._conns.values() if c.state == _IDLE and not c.writing and not c.inbuf]
+        idle = [c for c in self._conns.values() if c.state == _IDLE and not c.writing and not c.pending]
         idle.sort(key=self._idle_since)
         for conn in idle[:SHED_CONNECTIONS]:
             self._close(conn)
         if idle:
-            log.warning(
+            self._busy_log.warning(
                 "worker %d: out of file descriptors; closed %d idle connection(s)",
                 self.index,
                 min(len(idle), SHED_CONNECTIONS),
@@ -415,7 +409,7 @@ class Worker:
         idle = [
             c
             for c in self._conns.values()
-            if c.state == _IDLE and not c.writing and not c.inbuf and self._idle_since(c) <= quiet
+            if c.state == _IDLE and not c.writing and not c.pending and self._idle_since(c) <= quiet
         ]
         for conn in idle:
             self._on_readable(conn)
@@ -434,12 +428,12 @@ class Worker:
         """At the stop's deadline: say which requests are still unanswered, and why."""
         if not self._conns:
             return
-        waiting = {id(c) for c, _, _ in self._waiting}
+        waiting = {id(c) for c, _ in self._waiting}
         calling = 0
         for conn in self._conns.values():
-            if conn.state != _CALLING or conn.head is None:
+            if conn.state != _CALLING or conn.calling is None:
                 continue
-            req = conn.head.request
+            req = conn.calling.request
             calling += 1
             log.warning(
                 "worker %d: %s %s from %s %s at the shutdown deadline; closing its connection",
@@ -466,9 +460,9 @@ class Worker:
         self._offload_until = time.monotonic() + OFFLOAD_SECONDS
         self._careful = True
 
-    def _offload(self, conn: Connection, head: Head, rest: bytes) -> None:
+    def _offload(self, conn: Connection, head: Head) -> None:
         """Start the handler call on a pool thread: calls have been blocking lately."""
-        conn.head = head
+        conn.calling = head
         self._pause(conn)
         started = time.perf_counter()
         handle = self._handle
@@ -483,7 +477,7 @@ class Worker:
             if time.perf_counter() - started > self._handoff_delay:
                 self._offload_until = time.monotonic() + OFFLOAD_SECONDS  # still blocking
                 self._careful = True
-            self._post(conn, head, resp, rest, started if self._access_log else 0.0)
+            self._post(conn, head, resp, started if self._access_log else 0.0)
 
         self._pool.submit(task)
 
@@ -506,38 +500,38 @@ class Worker:
         while handed:
             conn, head = handed.popleft()
             if conn.state != _CLOSED and self._conns.get(conn.fd) is conn:
-                conn.head = head  # names the request if it is unanswered at shutdown
+                conn.calling = head  # names the request if it is unanswered at shutdown
                 self._pause(conn)
 
     def _take_completions(self) -> None:
         """Answer the requests whose handler calls came back, then start queued ones."""
         completions = self._completions
         while completions:
-            conn, head, resp, rest, started = completions.popleft()
+            conn, head, resp, started = completions.popleft()
             if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
                 resp._drop_file()
                 continue
             self._resume(conn)
             try:
-                self._process(conn, rest, head, resp, started)
+                self._process(conn, head, resp, started)
             except Exception:
                 self._crashed(conn)
         waiting = self._waiting
         while waiting and self._pool.busy < self._max_busy:
-            conn, head, rest = waiting.popleft()
+            conn, head = waiting.popleft()
             if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
                 continue
             self._resume(conn)
             try:
-                self._process(conn, rest, head)
+                self._process(conn, head)
             except Exception:
                 self._crashed(conn)
 
-    def _enqueue(self, conn: Connection, head: Head, rest: bytes) -> bool:
+    def _enqueue(self, conn: Connection, head: Head) -> bool:
         """No handler thread is free: queue the request (True), or refuse it (False)."""
         if len(self._waiting) < self._queue_max:
-            conn.head = head
-            self._waiting.append((conn, head, rest))
+            conn.calling = head
+            self._waiting.append((conn, head))
             self._pause(conn)
             return True
         self._busy_log.warning(
@@ -566,26 +560,13 @@ class Worker:
         if not data:
             # EOF. A complete request that came with it has been answered already;
             # whatever is left is an incomplete request that can never complete.
-            if conn.state in (_HEAD, _BODY):
+            if conn.inside_request:
                 self._fail(conn, RemoteProtocolError("connection closed inside a request", 400))
             else:
                 self._close(conn)
             return
-        inbuf = conn.inbuf
-        if inbuf:
-            if (
-                conn.state == _HEAD
-                and b"\n" not in data
-                and len(inbuf) + len(data) <= self._limits.max_request_line_bytes
-            ):
-                # No new line and no limit crossed: parsing again could not tell more
-                # (the codec answers the same however the bytes are split). This keeps a
-                # client trickling a head byte by byte from costing a parse per byte.
-                conn.inbuf = inbuf + data
-                return
-            data = inbuf + data
-        conn.inbuf = data
-        self._read.append(conn)  # parsed once every ready connection has been read
+        if conn.receive(data):
+            self._read.append(conn)  # parsed once every ready connection has been read
 
     def _answer_read(self) -> None:
         """Parse and answer what ``_on_readable`` read from every ready connection.
@@ -600,126 +581,54 @@ class Worker:
         self._received = time.monotonic()
         while read:
             conn = read.popleft()
-            if conn.inbuf and not conn.writing and conn.state != _CLOSED and conn.state != _CALLING:
-                data, conn.inbuf = conn.inbuf, b""
+            if conn.pending and not conn.writing and conn.state != _CLOSED and conn.state != _CALLING:
                 try:
-                    self._process(conn, data)
+                    self._process(conn)
                 except Exception:
                     self._crashed(conn)
 
     def _process(
         self,
         conn: Connection,
-        buf: bytes,
         head: Head | None = None,
         resp: Response | None = None,
         started: float = 0.0,
     ) -> None:
-        """Parse and answer every complete request in ``buf``; keep the rest.
+        """Answer every complete request ``conn`` has received, in order.
 
         ``head`` is a request parsed earlier that is answered first: with its ``resp``
         when its handler call came back from another thread, else by calling the handler.
         """
-        pos = 0
-        end = len(buf)
         answered = 0
-        limits = self._limits
-        memo = self._memo
         received = self._received
         batch_max = self._config.max_pipelined_requests
         pool = self._pool
         calls = pool.calls
+        next_request = conn.next_request
         try:
             while True:
                 if head is None:
                     state = conn.state
-                    if pos >= end and state != _BODY:
-                        break
-                    if state == _BODY:
-                        head = conn.head
-                        assert head is not None
-                        reader = conn.chunked
-                        if reader is not None:
-                            pos = reader.feed(buf, pos)
-                            if not reader.done:
-                                head = None
-                                break
-                            head.request.body = reader.body
-                            conn.chunked = None
-                        else:
-                            body = conn.body
-                            take = min(head.content_length - len(body), end - pos)
-                            body += memoryview(buf)[pos : pos + take]
-                            pos += take
-                            if len(body) < head.content_length:
-                                head = None
-                                break
-                            head.request.body = bytes(body)
-                            conn.body = bytearray()
-                        head.request.received_at = received  # its last byte came in this pass
-                        conn.head = None
-                    else:
-                        if state == _IDLE:
-                            # RFC 9112 §2.2: "a server ... SHOULD ignore at least one empty
-                            # line (CRLF) received prior to the request-line" (some clients
-                            # send one after a body). When that is all there is, it neither
-                            # starts the head deadline nor extends the keep-alive one; before
-                            # a request line the codec skips it (and bounds how many).
-                            rest = end - pos
-                            if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
-                                pos = end
-                                break
-                        parsed = parse_head(buf, pos, limits, conn.addr, memo, received)
-                        if parsed is None:
-                            if state == _IDLE:  # the head's deadline runs from its first byte
-                                conn.state = _HEAD
+                    head = next_request(received)
+                    if head is None:
+                        if conn.state != state:  # a request has begun: its deadline runs
+                            if conn.state == _HEAD:
                                 self._set_deadline(conn, self._now + self._config.header_timeout)
-                            break
-                        head = parsed
-                        pos = head.end
-                        if head.chunked or head.content_length:
-                            if head.content_length > limits.max_body_bytes:
-                                raise RemoteProtocolError(
-                                    f"request body of {head.content_length} bytes exceeds "
-                                    f"{limits.max_body_bytes}",
-                                    413,
-                                )
-                            if head.chunked:
-                                reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
-                                pos = reader.feed(buf, pos)
-                                complete = reader.done
-                                if complete:
-                                    head.request.body = reader.body
-                                else:
-                                    conn.chunked = reader
-                            else:
-                                complete = end - pos >= head.content_length
-                                if complete:
-                                    head.request.body = buf[pos : pos + head.content_length]
-                                    pos += head.content_length
-                                else:  # the rest arrives into a bytearray, not by re-joining
-                                    conn.body = bytearray(memoryview(buf)[pos:end])
-                                    pos = end
-                            if not complete:
-                                conn.head = head
-                                conn.state = _BODY
+                            elif conn.state == _BODY:
                                 self._set_deadline(conn, self._now + self._config.body_timeout)
-                                if head.expect_continue:
-                                    conn.out.append(_CONTINUE)
-                                head = None
-                                break
+                        break
                 # A whole request: answer it.
                 answered += 1
                 if resp is None:
                     if self._careful and (pool._busy >= self._max_busy or self._now < self._offload_until):
                         if pool._busy < self._max_busy:
-                            self._offload(conn, head, buf[pos:])
+                            self._offload(conn, head)
                             return  # resumed when the call's result comes back
-                        if self._enqueue(conn, head, buf[pos:]):
+                        if self._enqueue(conn, head):
                             return  # resumed when a handler thread is free
                         resp = _busy_response()
                     else:
-                        # The handler runs here, on the driver. HandoffPool.begin(conn) and
+                        # The handler runs here, on the driver. HandoffPool.begin() and
                         # end() are inlined: they run for every request.
                         if self._access_log:
                             started = time.perf_counter()
@@ -733,25 +642,21 @@ class Worker:
                         try:
                             calls.pop()
                         except IndexError:  # detached: this thread no longer drives the loop
-                            self._give_back(conn, head, resp, buf[pos:], started)
+                            self._give_back(conn, head, resp, started)
                 if not self._finish(conn, head, resp, started):
                     # The connection ends (or switches protocol) after this response:
-                    # what follows in the buffer is never parsed as HTTP.
+                    # what follows is never parsed as HTTP.
                     if conn.upgrade is not None:
                         plugin, request, _, upgrade_state = conn.upgrade
-                        conn.upgrade = (plugin, request, buf[pos:], upgrade_state)
-                    buf = b""
-                    pos = end = 0
+                        conn.upgrade = (plugin, request, conn.rest(), upgrade_state)
                     break
                 head = resp = None
-                conn.state = _IDLE
-                if answered >= batch_max and pos < end:
+                if answered >= batch_max and conn.pending:
                     conn.batch_full = True  # flush this batch before parsing more
                     break
         except RemoteProtocolError as exc:
             self._fail(conn, exc)
             return
-        conn.inbuf = buf[pos:] if pos < end else b""
         if conn.out:
             self._send(conn)  # then the keep-alive (or write) deadline is set
 
@@ -760,11 +665,11 @@ class Worker:
     def _handler_failed(self, req: Request, resp: Response) -> Response:
         log.exception("handler failed on %s %s", req.method, escape(req.target))
         resp._drop_file()
-        return _error_response(500)
+        return error_response(500)
 
-    def _post(self, conn: Connection, head: Head, resp: Response, rest: bytes, started: float) -> None:
+    def _post(self, conn: Connection, head: Head, resp: Response, started: float) -> None:
         """On a pool thread: hand a call's response back to the loop's driver."""
-        item = (conn, head, resp, rest, started)
+        item = (conn, head, resp, started)
         completions = self._completions
         waker = self._waker
 
@@ -774,17 +679,15 @@ class Worker:
 
         self._pool.post(give_back)
 
-    def _give_back(
-        self, conn: Connection, head: Head, resp: Response, rest: bytes, started: float
-    ) -> NoReturn:
+    def _give_back(self, conn: Connection, head: Head, resp: Response, started: float) -> NoReturn:
         """On a thread whose call the monitor detached: hand the response back and leave."""
-        self._post(conn, head, resp, rest, started)
+        self._post(conn, head, resp, started)
         raise Unwind
 
     def _finish(self, conn: Connection, head: Head, resp: Response, started: float) -> bool:
         """Queue ``resp`` as the answer to ``head``; False when the connection must end."""
         req = head.request
-        conn.head = None
+        conn.calling = None
         upgrade = resp.upgrade_protocol
         if upgrade is not None:
             try:
@@ -794,85 +697,20 @@ class Worker:
                     log.error("cannot upgrade %s %s: %s", req.method, escape(req.target), exc)
                 else:
                     log.exception("upgrade plugin failed on %s %s", req.method, escape(req.target))
-                resp = _error_response(500)
-        if req.method == "CONNECT" and conn.upgrade is None:
-            # RFC 9110 §9.3.6: "Any 2xx (Successful) response indicates that the sender
-            # (and all inbound proxies) will switch to tunnel mode immediately after the
-            # response header section". There is no tunnel here: a 2xx would make a proxy
-            # in front forward what follows uninspected while this server parses it.
-            if 200 <= resp._status < 300:
-                log.error(
-                    "handler answered CONNECT %s with %d, but this server has no tunnel; sent 501",
-                    escape(req.target),
-                    resp._status,
-                )
-                resp._drop_file()
-                resp = _error_response(501)
-            resp.close_connection = True  # nothing after a CONNECT is parsed as a request
+                resp = error_response(500)
         conn.requests += 1
-        keep = (
-            head.keep_alive
-            and not resp.close_connection
-            and not self._stopping
-            and conn.requests < self._max_requests
+        keep = conn.respond(
+            head,
+            resp,
+            keep=not self._stopping and conn.requests < self._max_requests,
+            date=self._date_line,
+            upgrade=conn.upgrade is not None,
         )
-        status = resp._status
-        out = conn.out
-        lines = resp._lines
-        fields = "".join(lines).encode("latin-1") if lines else b""
-        date = b"" if resp._has_date else self._date_line
-        if conn.upgrade is not None:
-            keep = True
-            protocol = (resp.upgrade_protocol or "").encode("ascii")
-            out.append(
-                b"".join(
-                    (
-                        status_line(status),
-                        fields,
-                        date,
-                        b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol),
-                    )
-                )
-            )
-        else:
-            if resp._has_upgrade:  # RFC 9110 §7.8: Upgrade is listed in Connection
-                tail = _UPGRADE_KA_TAIL if keep else _UPGRADE_CLOSE_TAIL
-            elif keep:
-                tail = _KA11_TAIL if req.version == "HTTP/1.1" else self._ka10_tail
-            else:
-                tail = _CLOSE_TAIL
-            if status < 200 or status == 204 or status == 304:  # no body, no Content-Length
-                resp._drop_file()
-                out.append(b"".join((status_line(status), fields, date, tail)))
-            else:
-                file = resp.file
-                body = resp.body
-                parts = [
-                    status_line(status),
-                    fields,
-                    b"Content-Length: %d\r\n" % (len(body) if file is None else file.count),
-                    date,
-                    tail,
-                ]
-                if req.method == "HEAD":
-                    resp._drop_file()
-                    out.append(b"".join(parts))
-                elif file is not None:
-                    out.append(b"".join(parts))
-                    out.append(file)
-                    resp.file = None
-                elif len(body) <= _JOIN_MAX_BODY_BYTES:
-                    parts.append(body)  # type: ignore[arg-type]  # one buffer, one send
-                    out.append(b"".join(parts))
-                else:  # a large body is not copied: head and body go out in one sendmsg
-                    out.append(b"".join(parts))
-                    out.append(body)  # type: ignore[arg-type]
         if started:
-            self._log_access(conn, req, status, resp.content_length, started)
-        if not keep:
+            self._log_access(conn, req, resp._status, resp.content_length, started)
+        if not keep and conn.upgrade is None:
             conn.close_after_flush = True
-            return False
-        return conn.upgrade is None
+        return keep
 
     def _refresh_date(self) -> None:
         """Keep ``_date_line`` current: called by the loop when its clock passes the second."""
@@ -896,24 +734,10 @@ class Worker:
 
     def _fail(self, conn: Connection, exc: RemoteProtocolError) -> None:
         """Answer a protocol error and end the connection; nothing after it is parsed."""
-        status = exc.status_hint
-        self._bad_requests.warning("rejected request from %s: %d %s", conn.addr, status, escape(str(exc)))
-        conn.inbuf = b""
-        conn.head = None
-        conn.chunked = None
-        body = f"{reason_phrase(status)}: {exc}\n".encode("latin-1", "replace")
-        conn.out.append(
-            b"".join(
-                (
-                    status_line(status),
-                    b"Content-Type: text/plain; charset=utf-8\r\n",
-                    b"Content-Length: %d\r\n" % len(body),
-                    self._date_line,
-                    _CLOSE_TAIL,
-                    body,
-                )
-            )
+        self._bad_requests.warning(
+            "rejected request from %s: %d %s", conn.addr, exc.status_hint, escape(str(exc))
         )
+        conn.error(exc, self._date_line)
         conn.close_after_flush = True
         self._send(conn)
 
@@ -966,7 +790,7 @@ class Worker:
         assert conn.upgrade is not None
         plugin, request, data, state = conn.upgrade
         conn.upgrade = None
-        conn.head = None
+        conn.calling = None
         conn.state = _UPGRADED
         self._poller.unregister(conn.fd)
         del self._conns[conn.fd]
@@ -1007,16 +831,8 @@ def _unacknowledged(fd: int) -> int:
         return -1
 
 
-def _error_response(status: int) -> Response:
-    resp = Response()
-    resp.status = status
-    resp.add_header("Content-Type", "text/plain; charset=utf-8")
-    resp.set_body(f"{reason_phrase(status)}\n")
-    return resp
-
-
 def _busy_response() -> Response:
-    resp = _error_response(503)
+    resp = error_response(503)
     resp.add_header("Retry-After", "1")
     resp.close_connection = True
     return resp

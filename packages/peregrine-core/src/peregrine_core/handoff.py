@@ -104,8 +104,8 @@ class HandoffPool:
         return self._busy
 
     def begin_pass(self) -> None:
-        """On the driver, before it starts handling what a poll returned: the monitor
-        watches while a pass is in progress (and may sleep otherwise)."""
+        """On the driver, before it may call handlers (until its next poll): the monitor
+        watches from now on (and may sleep otherwise)."""
         self.in_pass = True
         monitor = self.monitor
         if monitor is not None and monitor.sleeping:
@@ -268,9 +268,9 @@ class _Exit(Exception):
 class Monitor:
     """One thread per process that lets blocked calls hand their loop over.
 
-    It ticks every ``delay`` seconds while some loop's driver is in a pass (calls happen
-    only there), and sleeps without waking up otherwise: a driver starting a pass while
-    the monitor sleeps wakes it (:meth:`HandoffPool.begin_pass`).
+    It ticks every ``delay`` seconds while some loop's driver may be calling handlers
+    (between :meth:`HandoffPool.begin_pass` and its next poll), and sleeps without waking
+    up otherwise: a driver that begins such a pass while the monitor sleeps wakes it.
     """
 
     def __init__(self, delay: float) -> None:

@@ -1,0 +1,382 @@
+"""``H1Protocol``: one connection's HTTP/1 framing, without I/O.
+
+Bytes in (:meth:`H1Protocol.receive`), complete requests out (:meth:`H1Protocol.next_request`:
+a :class:`~peregrine_core._h1.Head` whose ``request.body`` is filled in, ``None`` for "need
+more", or :class:`RemoteProtocolError` carrying the status to answer); a response in
+(:meth:`H1Protocol.respond`), buffers out (``out``, a queue of bytes and
+:class:`FileBody` regions for the transport to write). It owns everything about framing:
+skipped empty lines, the head, Content-Length and chunked bodies, the 413 before a body is
+read, ``100 Continue``, keep-alive, what the server must add (Content-Length, Date,
+Connection) or refuse (a 2xx to CONNECT), and the bytes left over after an upgrade. The
+worker keeps polling, deadlines, writing and closing; the codec tests drive this very
+object.
+
+Receive states (``state``): ``IDLE`` (no byte of the next request yet), ``HEAD`` (some of a
+head), ``BODY`` (a head announcing a body is complete; the body is arriving). A complete
+request sets it back to ``IDLE``. The connection's other states (``LINGER``, ``CALLING``...)
+belong to the worker and are set by it only while no request is being parsed.
+
+The speed of this object is the server's: a request costs one call here and one in
+``respond``, parsing works on the received buffer from an offset (it is compacted only when
+a read ends inside a request), and the common head is rebuilt from ``HeadMemo``.
+"""
+
+from __future__ import annotations
+
+import enum
+import logging
+from typing import Final
+
+from ._chunked import ChunkedReader
+from ._errors import RemoteProtocolError
+from ._h1 import _LINE_AND_CTL_BYTES, Head, HeadMemo, Limits, parse_head
+from ._log import escape
+from ._response import FileBody, Response
+from ._status import reason_phrase, status_line
+
+__all__ = ["H1Protocol", "State", "error_response"]
+
+log = logging.getLogger("peregrine_core.server")
+
+_MAX_IDLE_CRLF_BYTES: Final = 16
+_JOIN_MAX_BODY_BYTES: Final = 16 * 1024  # smaller bodies are copied behind their head
+CONTINUE: Final = b"HTTP/1.1 100 Continue\r\n\r\n"
+_CLOSE_TAIL: Final = b"Connection: close\r\n\r\n"
+_UPGRADE_TAIL: Final = b"Connection: Upgrade\r\n"
+_KA11_TAIL: Final = b"\r\n"
+_UPGRADE_KA_TAIL: Final = b"Connection: Upgrade, keep-alive\r\n\r\n"
+_UPGRADE_CLOSE_TAIL: Final = b"Connection: Upgrade, close\r\n\r\n"
+
+
+class State(enum.IntEnum):
+    IDLE = 0
+    HEAD = 1
+    BODY = 2
+    LINGER = 3
+    UPGRADED = 4
+    CLOSED = 5
+    CALLING = 6
+
+
+_IDLE: Final = State.IDLE
+_HEAD: Final = State.HEAD
+_BODY: Final = State.BODY
+
+
+class H1Protocol:
+    """The HTTP/1 side of one connection.
+
+    Args:
+        limits: the request limits.
+        memo: a :class:`HeadMemo` for ``limits`` shared by the connections of a worker.
+        addr: the peer's address (the requests' ``remote_addr``).
+        ka10_tail: the end of a keep-alive response to HTTP/1.0 (it names the timeout).
+    """
+
+    __slots__ = (
+        "_blank",
+        "_body",
+        "_buf",
+        "_chunked",
+        "_head",
+        "_ka10_tail",
+        "_limits",
+        "_memo",
+        "_pos",
+        "_trickle_max",
+        "addr",
+        "ended",
+        "out",
+        "state",
+    )
+
+    def __init__(
+        self,
+        limits: Limits,
+        memo: HeadMemo | None,
+        addr: object,
+        ka10_tail: bytes = b"Connection: keep-alive\r\n\r\n",
+    ) -> None:
+        self._limits = limits
+        self._trickle_max = min(limits.max_request_line_bytes, limits.max_header_bytes)
+        self._memo = memo
+        self.addr = addr
+        self._ka10_tail = ka10_tail
+        self.state = State.IDLE
+        self._buf = b""
+        self._pos = 0
+        self._blank = False  # _buf holds nothing but empty lines, waiting for a request
+        self._head: Head | None = None  # a head whose body is arriving
+        self._body = bytearray()  # a Content-Length body arriving
+        self._chunked: ChunkedReader | None = None
+        self.ended = False  # a response ended the connection: nothing more is parsed
+        # A list, not a deque: it holds a handful of buffers, and an empty deque costs
+        # ~600 bytes per connection.
+        self.out: list[bytes | memoryview | FileBody] = []
+
+    # --- receiving -------------------------------------------------------------------------
+
+    def receive(self, data: bytes) -> bool:
+        """Take bytes read from the peer; False when parsing now could tell nothing new.
+
+        Bytes without CR, LF or another control character, added to a head that does not
+        end in a CR and stays under the request-line and head limits, can neither
+        complete nor break it (the codec answers the same however the bytes are split),
+        so a client trickling a head byte by byte does not cost a parse per byte.
+        """
+        if self.ended:
+            return False  # input after the last response is discarded
+        self._blank = False
+        buf = self._buf
+        if buf:
+            if self._pos:
+                buf = buf[self._pos :]
+                self._pos = 0
+            if (
+                self.state == _HEAD
+                and len(buf) + len(data) <= self._trickle_max
+                and not buf.endswith(b"\r")
+                and len(data.translate(None, _LINE_AND_CTL_BYTES)) == len(data)  # none of CR, LF, CTL
+            ):
+                self._buf = buf + data
+                return False
+            self._buf = buf + data
+        else:
+            self._buf = data
+        return True
+
+    @property
+    def pending(self) -> bool:
+        """Whether received bytes wait to be parsed (empty lines alone do not count)."""
+        return self._pos < len(self._buf) and not self._blank
+
+    @property
+    def inside_request(self) -> bool:
+        """Whether part of a request has been received (an EOF now would cut it)."""
+        return self.state == _HEAD or self.state == _BODY
+
+    def rest(self) -> bytes:
+        """The bytes received after the last request, taken (for an upgraded protocol)."""
+        rest = self._buf[self._pos :]
+        self._buf = b""
+        self._pos = 0
+        return rest
+
+    def next_request(self, received: float) -> Head | None:
+        """The next complete request, or ``None`` until more bytes arrive.
+
+        ``received`` becomes the request's ``received_at``. After ``None``, ``state`` says
+        whether a request has begun (``HEAD``, ``BODY``: its deadline runs), and ``out``
+        may hold a ``100 Continue``.
+
+        Raises:
+            RemoteProtocolError: the peer's bytes violate HTTP/1; answer
+                :meth:`error` and close. Nothing more is parsed.
+        """
+        buf = self._buf
+        pos = self._pos
+        end = len(buf)
+        limits = self._limits
+        try:
+            if self.state == _BODY:
+                head = self._head
+                assert head is not None
+                reader = self._chunked
+                if reader is not None:
+                    pos = reader.feed(buf, pos)
+                    if not reader.done:
+                        self._need_more(buf, pos)
+                        return None
+                    head.request.body = reader.body
+                    self._chunked = None
+                else:
+                    body = self._body
+                    take = min(head.content_length - len(body), end - pos)
+                    body += memoryview(buf)[pos : pos + take]
+                    pos += take
+                    if len(body) < head.content_length:
+                        self._need_more(buf, pos)
+                        return None
+                    head.request.body = bytes(body)
+                    self._body = bytearray()
+                head.request.received_at = received  # its last byte came with this read
+                self._head = None
+            else:
+                if pos >= end or self.ended:
+                    self._need_more(buf, pos)
+                    return None
+                if self.state == _IDLE:
+                    # RFC 9112 §2.2: "a server ... SHOULD ignore at least one empty line
+                    # (CRLF) received prior to the request-line" (some clients send one
+                    # after a body). When that is all there is, it neither starts a
+                    # request nor counts as activity; before a request line the codec
+                    # skips it (and bounds how many).
+                    # They are kept (not dropped) so that the codec's bound on empty lines
+                    # holds however the bytes are split.
+                    rest = end - pos
+                    if rest <= _MAX_IDLE_CRLF_BYTES and buf.count(b"\r\n", pos, end) * 2 == rest:
+                        self._need_more(buf, pos)
+                        self._blank = True
+                        return None
+                head = parse_head(buf, pos, limits, self.addr, self._memo, received)
+                if head is None:
+                    self.state = _HEAD  # the head's deadline runs from its first byte
+                    self._need_more(buf, pos)
+                    return None
+                pos = head.end
+                if head.chunked or head.content_length:
+                    if head.content_length > limits.max_body_bytes:
+                        raise RemoteProtocolError(
+                            f"request body of {head.content_length} bytes exceeds {limits.max_body_bytes}",
+                            413,
+                        )
+                    if head.chunked:
+                        reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
+                        pos = reader.feed(buf, pos)
+                        if reader.done:
+                            head.request.body = reader.body
+                        else:
+                            self._chunked = reader
+                            self._body_begins(head, buf, pos)
+                            return None
+                    elif end - pos >= head.content_length:
+                        head.request.body = buf[pos : pos + head.content_length]
+                        pos += head.content_length
+                    else:  # the rest arrives into a bytearray, not by re-joining
+                        self._body = bytearray(memoryview(buf)[pos:end])
+                        self._body_begins(head, buf, end)
+                        return None
+        except RemoteProtocolError:
+            self._buf = b""
+            self._pos = 0
+            self._head = None
+            self._chunked = None
+            self.ended = True
+            raise
+        self._pos = pos
+        self.state = _IDLE
+        return head
+
+    def _need_more(self, buf: bytes, pos: int) -> None:
+        self._buf = buf[pos:] if pos < len(buf) else b""
+        self._pos = 0
+
+    def _body_begins(self, head: Head, buf: bytes, pos: int) -> None:
+        self._head = head
+        self.state = _BODY
+        if head.expect_continue:
+            # RFC 9110 §10.1.1: the body will be read, so the client may send it now.
+            self.out.append(CONTINUE)
+        self._need_more(buf, pos)
+
+    # --- responding ------------------------------------------------------------------------
+
+    def respond(
+        self,
+        head: Head,
+        resp: Response,
+        *,
+        keep: bool,
+        date: bytes,
+        upgrade: bool = False,
+    ) -> bool:
+        """Queue ``resp`` as the answer to ``head``'s request on ``out``.
+
+        Args:
+            keep: whether the server lets the connection persist (shutdown, request
+                counts); the request and the response have their say too.
+            date: the ``Date`` line (used unless the handler set one).
+            upgrade: the connection switches to ``resp.upgrade_protocol`` after this 101.
+
+        Returns:
+            True when the connection goes on with HTTP/1 (parse the next request); False
+            when it ends after this response (``ended``) or switches protocols.
+        """
+        req = head.request
+        if req.method == "CONNECT" and not upgrade:
+            # RFC 9110 §9.3.6: "Any 2xx (Successful) response indicates that the sender
+            # (and all inbound proxies) will switch to tunnel mode immediately after the
+            # response header section". There is no tunnel here: a 2xx would make a proxy
+            # in front forward what follows uninspected while this server parses it.
+            if 200 <= resp._status < 300:
+                log.error(
+                    "handler answered CONNECT %s with %d, but this server has no tunnel; sent 501",
+                    escape(req.target),
+                    resp._status,
+                )
+                resp._drop_file()
+                resp = error_response(501)
+            keep = False  # nothing after a CONNECT is parsed as a request
+        keep = keep and head.keep_alive and not resp.close_connection
+        status = resp._status
+        out = self.out
+        lines = resp._lines
+        fields = "".join(lines).encode("latin-1") if lines else b""
+        date = b"" if resp._has_date else date
+        if upgrade:
+            protocol = (resp.upgrade_protocol or "").encode("ascii")
+            tail = b"%sUpgrade: %s\r\n\r\n" % (_UPGRADE_TAIL, protocol)
+            out.append(b"".join((status_line(status), fields, date, tail)))
+            return False
+        if resp._has_upgrade:  # RFC 9110 §7.8: Upgrade is listed in Connection
+            tail = _UPGRADE_KA_TAIL if keep else _UPGRADE_CLOSE_TAIL
+        elif keep:
+            tail = _KA11_TAIL if req.version == "HTTP/1.1" else self._ka10_tail
+        else:
+            tail = _CLOSE_TAIL
+        if status < 200 or status == 204 or status == 304:  # no body, no Content-Length
+            resp._drop_file()
+            out.append(b"".join((status_line(status), fields, date, tail)))
+        else:
+            file = resp.file
+            body = resp.body
+            parts = [
+                status_line(status),
+                fields,
+                b"Content-Length: %d\r\n" % (len(body) if file is None else file.count),
+                date,
+                tail,
+            ]
+            if req.method == "HEAD":
+                resp._drop_file()
+                out.append(b"".join(parts))
+            elif file is not None:
+                out.append(b"".join(parts))
+                out.append(file)
+                resp.file = None
+            elif len(body) <= _JOIN_MAX_BODY_BYTES:
+                parts.append(body)  # type: ignore[arg-type]  # one buffer, one send
+                out.append(b"".join(parts))
+            else:  # a large body is not copied: head and body go out in one sendmsg
+                out.append(b"".join(parts))
+                out.append(body)  # type: ignore[arg-type]
+        if not keep:
+            self.ended = True
+        return keep
+
+    def error(self, exc: RemoteProtocolError, date: bytes) -> None:
+        """Queue the answer to a protocol error; the connection ends after it."""
+        status = exc.status_hint
+        body = f"{reason_phrase(status)}: {exc}\n".encode("latin-1", "replace")
+        self.out.append(
+            b"".join(
+                (
+                    status_line(status),
+                    b"Content-Type: text/plain; charset=utf-8\r\n",
+                    b"Content-Length: %d\r\n" % len(body),
+                    date,
+                    _CLOSE_TAIL,
+                    body,
+                )
+            )
+        )
+        self.ended = True
+
+
+def error_response(status: int) -> Response:
+    """A plain-text response with ``status`` and its reason phrase."""
+    resp = Response()
+    resp.status = status
+    resp.add_header("Content-Type", "text/plain; charset=utf-8")
+    resp.set_body(f"{reason_phrase(status)}\n")
+    return resp
