@@ -74,7 +74,9 @@ def make_worker() -> tuple[Worker, list[Connection]]:
     conns = []
     for i in range(PASS_CONNECTIONS):
         transport = FakeTransport(100_000 + i)
-        conn = Connection(transport, ("127.0.0.1", 40_000 + i), time.monotonic() + 60)  # type: ignore[arg-type]
+        addr = ("127.0.0.1", 40_000 + i)
+        deadline = time.monotonic() + 60
+        conn = Connection(transport, addr, deadline, worker._limits, worker._memo)  # type: ignore[arg-type]
         worker._conns[conn.fd] = conn
         conns.append(conn)
     return worker, conns

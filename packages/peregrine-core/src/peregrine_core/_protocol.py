@@ -124,10 +124,13 @@ class H1Protocol:
         complete nor break it (the codec answers the same however the bytes are split),
         so a client trickling a head byte by byte does not cost a parse per byte.
         """
+        buf = self._buf
+        if not buf and not self.ended:  # the common case: nothing was left over
+            self._buf = data
+            return True
         if self.ended:
             return False  # input after the last response is discarded
         self._blank = False
-        buf = self._buf
         if buf:
             if self._pos:
                 buf = buf[self._pos :]
@@ -176,6 +179,11 @@ class H1Protocol:
         buf = self._buf
         pos = self._pos
         end = len(buf)
+        if pos >= end and self.state != _BODY:  # all parsed: the common end of a read
+            if end:
+                self._buf = b""
+                self._pos = 0
+            return None
         limits = self._limits
         try:
             if self.state == _BODY:
@@ -202,7 +210,7 @@ class H1Protocol:
                 head.request.received_at = received  # its last byte came with this read
                 self._head = None
             else:
-                if pos >= end or self.ended:
+                if self.ended:
                     self._need_more(buf, pos)
                     return None
                 if self.state == _IDLE:
@@ -271,15 +279,7 @@ class H1Protocol:
 
     # --- responding ------------------------------------------------------------------------
 
-    def respond(
-        self,
-        head: Head,
-        resp: Response,
-        *,
-        keep: bool,
-        date: bytes,
-        upgrade: bool = False,
-    ) -> bool:
+    def respond(self, head: Head, resp: Response, keep: bool, date: bytes, upgrade: bool = False) -> bool:
         """Queue ``resp`` as the answer to ``head``'s request on ``out``.
 
         Args:

@@ -151,7 +151,7 @@ class Worker:
         # Handler calls. Filled by other threads: _handed (by the monitor, under the pool's
         # lock), _completions (by detached threads, likewise). The rest is the driver's.
         self._pool = HandoffPool(self.name, self._drive, self._on_detach)
-        self._handed: deque[tuple[Connection, Head]] = deque()  # detached calls, to pause
+        self._handed: deque[tuple[Connection | None, Head]] = deque()  # detached calls, to pause
         self._completions: deque[tuple[Connection, Head, Response, float]] = deque()
         self._waiting: deque[tuple[Connection, Head]] = deque()  # no free handler thread
         self._max_busy = config.handler_threads  # a call starts only while fewer run elsewhere
@@ -159,6 +159,7 @@ class Worker:
         self._handoff_delay = config.handoff_delay
         self._offload_until = 0.0  # loop clock: until then calls start on pool threads
         self._careful = False  # calls run elsewhere, or are queued, or offloading is on
+        self._current: Connection | None = None  # whose request the driver's call serves
         self._shed = False
         self._stopping = False
         self._force = False
@@ -453,10 +454,10 @@ class Worker:
     # --- handler calls on other threads ------------------------------------------------------
 
     def _on_detach(self, key: object) -> None:
-        """Monitor thread, under the pool's lock: the driver's call ``key`` (a connection
-        and the head of its request) was detached."""
-        assert isinstance(key, tuple)
-        self._handed.append(key)
+        """Monitor thread, under the pool's lock: the driver's call on ``key`` (the head of
+        a request of ``_current``) was detached."""
+        assert isinstance(key, Head)
+        self._handed.append((self._current, key))
         self._offload_until = time.monotonic() + OFFLOAD_SECONDS
         self._careful = True
 
@@ -490,6 +491,7 @@ class Worker:
 
     def _resume(self, conn: Connection) -> None:
         conn.state = _IDLE
+        conn.calling = None
         conn.writing = False
         if conn.paused:
             conn.paused = False
@@ -499,7 +501,7 @@ class Worker:
         handed = self._handed
         while handed:
             conn, head = handed.popleft()
-            if conn.state != _CLOSED and self._conns.get(conn.fd) is conn:
+            if conn is not None and conn.state != _CLOSED and self._conns.get(conn.fd) is conn:
                 conn.calling = head  # names the request if it is unanswered at shutdown
                 self._pause(conn)
 
@@ -565,8 +567,11 @@ class Worker:
             else:
                 self._close(conn)
             return
-        if conn.receive(data):
+        if not conn._buf and not conn.ended:
+            conn._buf = data  # H1Protocol.receive's common case, inlined
             self._read.append(conn)  # parsed once every ready connection has been read
+        elif conn.receive(data):
+            self._read.append(conn)
 
     def _answer_read(self) -> None:
         """Parse and answer what ``_on_readable`` read from every ready connection.
@@ -581,7 +586,7 @@ class Worker:
         self._received = time.monotonic()
         while read:
             conn = read.popleft()
-            if conn.pending and not conn.writing and conn.state != _CLOSED and conn.state != _CALLING:
+            if conn.state <= _BODY and not conn.writing:  # not closed, lingering or calling
                 try:
                     self._process(conn)
                 except Exception:
@@ -634,7 +639,8 @@ class Worker:
                             started = time.perf_counter()
                         req = head.request
                         resp = Response()
-                        calls.append((conn, head))  # a new object per call
+                        self._current = conn  # the connection of the head in calls
+                        calls.append(head)  # a new object per call
                         try:
                             self._handle(req, resp)
                         except Exception:
@@ -651,7 +657,11 @@ class Worker:
                         conn.upgrade = (plugin, request, conn.rest(), upgrade_state)
                     break
                 head = resp = None
-                if answered >= batch_max and conn.pending:
+                if conn._pos >= len(conn._buf):  # all parsed (next_request's quick exit)
+                    conn._buf = b""
+                    conn._pos = 0
+                    break
+                if answered >= batch_max:
                     conn.batch_full = True  # flush this batch before parsing more
                     break
         except RemoteProtocolError as exc:
@@ -687,7 +697,6 @@ class Worker:
     def _finish(self, conn: Connection, head: Head, resp: Response, started: float) -> bool:
         """Queue ``resp`` as the answer to ``head``; False when the connection must end."""
         req = head.request
-        conn.calling = None
         upgrade = resp.upgrade_protocol
         if upgrade is not None:
             try:
@@ -699,12 +708,12 @@ class Worker:
                     log.exception("upgrade plugin failed on %s %s", req.method, escape(req.target))
                 resp = error_response(500)
         conn.requests += 1
-        keep = conn.respond(
+        keep = conn.respond(  # positional: this runs for every request
             head,
             resp,
-            keep=not self._stopping and conn.requests < self._max_requests,
-            date=self._date_line,
-            upgrade=conn.upgrade is not None,
+            not self._stopping and conn.requests < self._max_requests,
+            self._date_line,
+            conn.upgrade is not None,
         )
         if started:
             self._log_access(conn, req, resp._status, resp.content_length, started)
