@@ -414,12 +414,12 @@ class Server:
             upgrades = list(self._upgrades.values())
         for up in upgrades:
             try:
-                up.shutdown(0.0 if self._forced else max(0.5, deadline - time.monotonic()))
+                up.shutdown(0.0 if self._forced else max(0.0, deadline - time.monotonic()))
             except Exception:
                 log.exception("protocol plugin failed to shut down")
         if upgrades:
             log.info("protocol upgrades stopped")
-        self._close_handler(wait=0.5 if stuck or self._forced else None)
+        self._close_handler(wait=0.3 if stuck or self._forced else None)
         log.info("shutdown complete")
 
     def _close_handler(self, wait: float | None) -> None:
