@@ -218,10 +218,13 @@ class HandoffPool:
                     return None
                 if self._tasks:
                     return self._tasks.popleft()
+                # Beyond KEEP_THREADS an idle thread gives up after a while; the ones kept
+                # wait without a timeout (an idle server does not wake up periodically).
+                spare = self._threads > KEEP_THREADS
                 self._idle += 1
-                woken = self._cv.wait(IDLE_THREAD_SECONDS)
+                woken = self._cv.wait(IDLE_THREAD_SECONDS if spare else None)
                 self._idle -= 1
-                if not woken and self._threads > KEEP_THREADS and not self._promotions and not self._tasks:
+                if not woken and spare and not self._promotions and not self._tasks:
                     raise _Exit
 
     def _thread_main(self) -> None:
