@@ -340,7 +340,12 @@ class Server:
             if ready_fd is not None:
                 os.write(ready_fd, b"R")
                 os.close(ready_fd)
-            self._accept_loop(parent_fd)
+            if parent_fd is not None:
+                watch = threading.Thread(
+                    target=self._watch_parent, args=(parent_fd,), name="peregrine-parent-watch", daemon=True
+                )
+                watch.start()
+            self._accept_loop()
         finally:
             slots.cancel()
             for t in accept_threads:
@@ -455,14 +460,25 @@ class Server:
             return False
         return True
 
-    def _accept_loop(self, parent_fd: int | None = None) -> None:
+    def _watch_parent(self, parent_fd: int) -> None:
+        """In a supervised process: stop soon once the supervisor is gone, whatever the
+        accept loop is doing (blocked at the connection limit, backing off...)."""
+        try:
+            select.select([parent_fd], [], [])
+        except (OSError, ValueError):  # pragma: no cover - the descriptor went away
+            return
+        if self._stop.is_set():
+            return  # stopping anyway
+        self._orphaned = True
+        log.warning("the supervisor is gone; stopping within %.1f s", ORPHAN_GRACE_SECONDS)
+        self.shutdown()
+
+    def _accept_loop(self) -> None:
         listener = self._listener
         assert listener is not None
         lfd = listener.fileno()
         poller = select.poll()
         poller.register(self._waker.fileno(), select.POLLIN)
-        if parent_fd is not None:
-            poller.register(parent_fd, select.POLLIN)
         workers = self._workers
         one = workers[0] if len(workers) == 1 else None
         slots = self._slots
@@ -483,12 +499,6 @@ class Server:
                 events = poller.poll(backoff * 1000 if backoff else None)
                 if stop.is_set():
                     slots.release()
-                    break
-                if parent_fd is not None and any(fd == parent_fd for fd, _ in events):
-                    slots.release()
-                    self._orphaned = True
-                    log.warning("the supervisor is gone; stopping within %.1f s", ORPHAN_GRACE_SECONDS)
-                    self.shutdown()
                     break
                 if not backoff and not any(fd == lfd for fd, _ in events):
                     slots.release()
