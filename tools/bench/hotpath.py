@@ -70,7 +70,7 @@ class FakeTransport:
 def make_worker() -> tuple[Worker, list[Connection]]:
     """A worker (never started) holding :data:`PASS_CONNECTIONS` fake connections."""
     config = ServerConfig(max_requests_per_connection=2**62)
-    worker = Worker(0, Handler(), config, lambda units: None, lambda name: None)
+    worker = Worker(0, Handler(), config, lambda descriptors, connections: None, lambda name: None)
     conns = []
     for i in range(PASS_CONNECTIONS):
         transport = FakeTransport(100_000 + i)

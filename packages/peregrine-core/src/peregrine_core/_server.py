@@ -65,32 +65,46 @@ STOP_MARGIN_SECONDS = 0.5
 
 
 class _Slots:
-    """The descriptor budget; ``acquire`` blocks at the limit until units are released."""
+    """The connection count and the descriptor budget, in one condition.
 
-    def __init__(self, limit: int) -> None:
-        self.limit = limit
+    ``acquire`` (before an accept) waits until one more connection fits under
+    ``max_connections`` and its :data:`CONNECTION_UNITS` descriptors under the budget.
+    ``release(descriptors, connections)`` gives back what a connection held: both when it
+    closes; one descriptor at an upgrade (no file body will be sent on it) and the rest
+    when its plugin closes the transport.
+    """
+
+    def __init__(self, connections: int, descriptors: int) -> None:
+        self.max_connections = connections
+        self.limit = descriptors
+        self.connections = 0
         self.used = 0
         self._cond = threading.Condition(threading.Lock())
         self._cancelled = False
 
-    def acquire(self, units: int = CONNECTION_UNITS) -> bool:
+    def acquire(self) -> bool:
         with self._cond:
-            while self.used + units > self.limit and not self._cancelled:
+            while (
+                self.connections >= self.max_connections or self.used + CONNECTION_UNITS > self.limit
+            ) and not self._cancelled:
                 self._cond.wait()
             if self._cancelled:
                 return False
-            self.used += units
+            self.connections += 1
+            self.used += CONNECTION_UNITS
             return True
 
-    def release(self, units: int = CONNECTION_UNITS) -> None:
+    def take(self) -> None:
+        """Count a connection without waiting (connections drained at shutdown)."""
         with self._cond:
-            self.used -= units
-            self._cond.notify()
+            self.connections += 1
+            self.used += CONNECTION_UNITS
 
-    def take(self, units: int = CONNECTION_UNITS) -> None:
-        """Count units in use without waiting (connections drained at shutdown)."""
+    def release(self, descriptors: int = CONNECTION_UNITS, connections: int = 1) -> None:
         with self._cond:
-            self.used += units
+            self.used -= descriptors
+            self.connections -= connections
+            self._cond.notify()
 
     def cancel(self) -> None:
         with self._cond:
@@ -309,8 +323,7 @@ class Server:
         """
         assert self._listener is not None
         config = self.config
-        limit = _descriptor_budget(config.max_connections)
-        slots = _Slots(limit)
+        slots = _Slots(config.max_connections, _descriptor_budget(config.max_connections))
         self._slots = slots
         n_workers = resolve_workers(config.workers)
         self._workers = [

@@ -122,7 +122,7 @@ class Worker:
         index: int,
         handler: Any,
         config: ServerConfig,
-        release_slot: Callable[[int], None],
+        release_slot: Callable[[int, int], None],
         get_upgrade: Callable[[str], Any],
     ) -> None:
         self.index = index
@@ -312,7 +312,7 @@ class Worker:
         while self._inbox:
             sock, _ = self._inbox.popleft()
             sock.close()
-            self._release_slot(2)
+            self._release_slot(2, 1)
         for conn, _ in self._waiting:
             self._close(conn)
         self._waiting.clear()
@@ -803,13 +803,14 @@ class Worker:
         conn.state = _UPGRADED
         self._poller.unregister(conn.fd)
         del self._conns[conn.fd]
-        # The upgraded connection keeps one unit of its slot (its descriptor) until the
-        # plugin closes the transport; the unit kept for a file body is given back now.
+        # The upgraded connection still counts against max_connections, and its socket
+        # against the descriptor budget, until the plugin closes the transport; the
+        # descriptor kept for a file body is given back now.
         release = self._release_slot
-        self._release_slot(1)
+        release(1, 0)
         transport = conn.transport
         assert isinstance(transport, SocketTransport)
-        transport.on_close = lambda: release(1)
+        transport.on_close = lambda: release(1, 1)
         try:
             plugin.adopt(transport, request, data, state)
         except Exception:
@@ -827,7 +828,7 @@ class Worker:
         try:
             conn.transport.close()
         finally:
-            self._release_slot(2)
+            self._release_slot(2, 1)
 
 
 def _unacknowledged(fd: int) -> int:
