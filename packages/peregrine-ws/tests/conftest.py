@@ -1,4 +1,4 @@
-"""Helpers shared by the tests: feeding inputs every way, a raw client, adopted sockets."""
+"""Helpers shared by the tests: feeding inputs every way, a raw client, adopted transports."""
 
 from __future__ import annotations
 
@@ -8,11 +8,12 @@ import random
 import socket
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from peregrine_core import Request
+from peregrine_core.transport import SocketTransport
 from peregrine_ws import (
     Close,
     CloseCode,
@@ -176,6 +177,52 @@ def tcp_pair() -> Iterator[tuple[socket.socket, socket.socket]]:
         server.close()
 
 
+def transport(sock: socket.socket) -> SocketTransport:
+    """``sock`` as the core hands an upgraded connection over: non-blocking, in a transport."""
+    sock.setblocking(False)
+    try:
+        peer = sock.getpeername()
+    except OSError:
+        peer = None
+    return SocketTransport(sock, peer)
+
+
+class CountingTransport:
+    """A transport over a socket that counts its ``close()`` calls (the slot released)."""
+
+    supports_sendfile = False
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.inner = transport(sock)
+        self.closes = 0
+
+    def fileno(self) -> int:
+        return self.inner.fileno()
+
+    def recv(self, size: int, /) -> bytes:
+        return self.inner.recv(size)
+
+    def send(self, data: bytes | bytearray | memoryview, /) -> int:
+        return self.inner.send(data)
+
+    def sendmsg(self, buffers: Sequence[bytes | bytearray | memoryview], /) -> int:
+        return self.inner.sendmsg(buffers)
+
+    def sendfile(self, fd: int, offset: int, count: int) -> int:
+        raise AssertionError("a WebSocket never sends files")
+
+    def shutdown_write(self) -> None:
+        self.inner.shutdown_write()
+
+    def close(self) -> None:
+        self.closes += 1
+        self.inner.close()
+
+    @property
+    def peername(self) -> object:
+        return self.inner.peername
+
+
 @contextmanager
 def adopted(
     handler: object,
@@ -192,7 +239,7 @@ def adopted(
             if before_adopt is not None:
                 before_adopt(server, client)
             req = request or ws_request(remote_addr=server.getpeername())
-            plugin.adopt(server, req, data, state)
+            plugin.adopt(transport(server), req, data, state)
             yield plugin, RawClient(client), server
     finally:
         plugin.shutdown(2.0)

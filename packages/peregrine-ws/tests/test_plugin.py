@@ -26,7 +26,7 @@ from peregrine_ws import (
     upgrade,
 )
 
-from conftest import RawClient, adopted, closed, masked, tcp_pair, wait_for, ws_request
+from conftest import RawClient, adopted, closed, masked, tcp_pair, transport, wait_for, ws_request
 
 
 class Echo:
@@ -84,7 +84,7 @@ def test_echo_ping_and_close_on_every_poller(poller: str) -> None:
     plugin = WebSocketUpgrade(handler, ServerConfig(poller=poller))  # type: ignore[arg-type]
     try:
         with tcp_pair() as (server, client_sock):
-            plugin.adopt(server, ws_request(), b"")
+            plugin.adopt(transport(server), ws_request(), b"")
             client = RawClient(client_sock)
             client.send_text("hi")
             client.send_frame(Opcode.PING, b"p")
@@ -108,7 +108,7 @@ def test_abrupt_disconnects_mid_frame_are_reported_and_harmless() -> None:
             with socket.create_server(("127.0.0.1", 0)) as listener:
                 client = socket.create_connection(listener.getsockname(), timeout=5)
                 server, _ = listener.accept()
-            plugin.adopt(server, ws_request(), b"")
+            plugin.adopt(transport(server), ws_request(), b"")
             client.sendall(frame[:cut])
             if cut % 2:
                 client.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, reset)
@@ -116,7 +116,7 @@ def test_abrupt_disconnects_mid_frame_are_reported_and_harmless() -> None:
             wait_for(closed(server))
         wait_for(lambda: handler.ended == [1006] * 4)
         with tcp_pair() as (server, client_sock):
-            plugin.adopt(server, ws_request(), b"")
+            plugin.adopt(transport(server), ws_request(), b"")
             raw = RawClient(client_sock)
             raw.send_text("still serving")
             assert raw.next_event() == TextMessage("still serving")
@@ -137,7 +137,7 @@ def test_idle_connections_hold_little_memory_even_with_deflate() -> None:
             req = ws_request(offer)
             resp = Response()
             assert upgrade(req, resp, deflate=DeflateConfig())
-            plugin.adopt(server, req, b"", resp.upgrade_state)
+            plugin.adopt(transport(server), req, b"", resp.upgrade_state)
         wait_for(lambda: len(handler.open) == count)
         gc.collect()
         per_connection = tracemalloc.get_traced_memory()[0] / count

@@ -34,7 +34,7 @@ from peregrine_ws import (
     upgrade,
 )
 
-from conftest import TIMEOUT_S, RawClient, adopted, closed, masked, tcp_pair, wait_for, ws_request
+from conftest import TIMEOUT_S, RawClient, adopted, closed, masked, tcp_pair, transport, wait_for, ws_request
 
 
 class Recorder:
@@ -185,7 +185,7 @@ def test_hook_exception_closes_with_1011_and_the_thread_carries_on() -> None:
         assert close == Close(1011, "internal error")
         client.send_close(1011)
         with tcp_pair() as (server2, client_sock2):
-            plugin.adopt(server2, ws_request(), b"")
+            plugin.adopt(transport(server2), ws_request(), b"")
             client2 = RawClient(client_sock2)
             client2.send_text("still alive")
             assert client2.next_event() == TextMessage("still alive")
@@ -394,8 +394,8 @@ def test_shutdown_sends_1001_and_closes_every_socket() -> None:
     handler = Recorder()
     plugin = WebSocketUpgrade(handler, None)
     with tcp_pair() as (s1, c1), tcp_pair() as (s2, c2):
-        plugin.adopt(s1, ws_request(), b"")
-        plugin.adopt(s2, ws_request(), b"")
+        plugin.adopt(transport(s1), ws_request(), b"")
+        plugin.adopt(transport(s2), ws_request(), b"")
         clients = [RawClient(c1), RawClient(c2)]
         wait_for(lambda: len(handler.conns) == 2)
         stopper = threading.Thread(target=plugin.shutdown, args=(5.0,))
@@ -419,7 +419,7 @@ def test_shutdown_is_bounded_when_clients_do_not_answer() -> None:
     handler = Recorder()
     plugin = WebSocketUpgrade(handler, None)
     with tcp_pair() as (server, client):
-        plugin.adopt(server, ws_request(), b"")
+        plugin.adopt(transport(server), ws_request(), b"")
         handler.conn()
         started = time.monotonic()
         plugin.shutdown(0.3)
@@ -433,7 +433,7 @@ def test_adoption_after_shutdown_gets_1001_and_is_closed() -> None:
     plugin = WebSocketUpgrade(handler, None)
     plugin.shutdown(1.0)
     with tcp_pair() as (server, client):
-        plugin.adopt(server, ws_request(), b"")
+        plugin.adopt(transport(server), ws_request(), b"")
         assert server.fileno() == -1
         raw = RawClient(client)
         assert raw.expect_close()[0].code == 1001
@@ -447,7 +447,7 @@ def test_connections_are_spread_over_the_threads() -> None:
     try:
         with tcp_pair() as (s1, _c1), tcp_pair() as (s2, _c2), tcp_pair() as (s3, _c3):
             for s in (s1, s2, s3):
-                plugin.adopt(s, ws_request(), b"")
+                plugin.adopt(transport(s), ws_request(), b"")
             names = {handler.next()[1] for _ in range(3)}
             assert names == {"peregrine-ws-0", "peregrine-ws-1"}
     finally:
@@ -496,7 +496,7 @@ def test_internal_error_in_decoding_closes_with_1011_and_spares_the_thread() -> 
         assert client.expect_close()[0] == Close(1011, "internal error")
         client.sock.shutdown(socket.SHUT_WR)
         with tcp_pair() as (server2, client_sock2):
-            plugin.adopt(server2, ws_request(), b"")
+            plugin.adopt(transport(server2), ws_request(), b"")
             client2 = RawClient(client_sock2)
             client2.send_text("ok")
             assert client2.next_event() == TextMessage("ok")

@@ -1,7 +1,8 @@
 """``WebSocketConnection``: what a handler holds, and the thread-safe half of a connection.
 
-Threads: the connection belongs to one WebSocket thread (its "loop"), which alone reads,
-writes, runs the hooks and changes the state after the opening. Any thread may call
+Threads: the connection belongs to one WebSocket loop, whose driver thread alone reads and
+writes its :class:`~peregrine_core.transport.Transport`, runs the hooks (or hands a
+blocked hook call over, see ``_loop``) and changes the state after the opening. Any thread may call
 :meth:`~WebSocketConnection.send`, :meth:`~WebSocketConnection.ping` and
 :meth:`~WebSocketConnection.close`: they encode the frame, append it to the outgoing
 queue under ``_lock`` and ask the loop to flush (a deque plus a wake-up, only when the
@@ -25,11 +26,10 @@ from __future__ import annotations
 
 import enum
 import itertools
-import socket
 import threading
 import time
 from collections import deque
-from typing import Final, Protocol
+from typing import TYPE_CHECKING, Final, Protocol
 
 from peregrine_core import LocalProtocolError, Request
 
@@ -45,6 +45,9 @@ from ._frames import (
     frame_header,
 )
 from ._handshake import Handshake
+
+if TYPE_CHECKING:
+    from peregrine_core.transport import Transport
 
 __all__ = ["State", "WebSocketConnection"]
 
@@ -66,7 +69,7 @@ class State(enum.Enum):
     """Closing handshake over, or the connection failed: flushing, then half-closing
     and waiting for the peer's FIN (§7.1.1: the server closes TCP first)."""
     CLOSED = "closed"
-    """The socket is closed."""
+    """The transport is closed (and the connection's slot given back to the server)."""
 
 
 class _Notifier(Protocol):
@@ -90,10 +93,12 @@ class WebSocketConnection:
         "_decoder",
         "_deflate",
         "_dirty",
+        "_disconn_due",
         "_events",
         "_fd",
         "_final_code",
         "_final_reason",
+        "_held",
         "_limit",
         "_lock",
         "_loop",
@@ -107,9 +112,9 @@ class WebSocketConnection:
         "_send_lock",
         "_sent_close",
         "_shut",
-        "_sock",
         "_state",
         "_timer_at",
+        "_transport",
         "remote_addr",
         "request",
         "subprotocol",
@@ -117,21 +122,18 @@ class WebSocketConnection:
 
     def __init__(
         self,
-        sock: socket.socket,
+        transport: Transport,
         request: Request,
         handshake: Handshake,
         config: WebSocketConfig,
         loop: _Notifier,
     ) -> None:
-        self._sock = sock
-        self._fd = sock.fileno()
+        self._transport = transport
+        self._fd = transport.fileno()
         self.request = request
         self.remote_addr = request.remote_addr
         if self.remote_addr is None:
-            try:
-                self.remote_addr = sock.getpeername()
-            except OSError:
-                pass
+            self.remote_addr = transport.peername
         self.subprotocol = handshake.subprotocol
         deflate = handshake.deflate
         self._deflate = PerMessageDeflate(deflate) if deflate is not None else None
@@ -149,8 +151,13 @@ class WebSocketConnection:
         self._peer_close: tuple[int, str] | None = None
         self._final_code: int | None = None
         self._final_reason = ""
-        # Owned by the loop thread.
-        self._events = 0
+        # Owned by the loop's driver thread.
+        self._events = 0  # the poller interest; 0: not registered
+        # Why the loop holds this connection back (see _loop): the name of a hook call of
+        # it that runs off the loop or waits for a handler thread, or "" while reading it
+        # waits for room in the handler queue; None when it is served normally.
+        self._held: str | None = None
+        self._disconn_due = False  # handle_ws_disconn waits for the held call to end
         self._shut = False
         self._timer_at: float | None = None
         self._close_deadline: float | None = None
@@ -176,7 +183,7 @@ class WebSocketConnection:
 
     @property
     def queued_bytes(self) -> int:
-        """Bytes queued and not yet written to the socket."""
+        """Bytes queued and not yet written to the transport."""
         return self._queued
 
     def send(self, message: str | bytes | bytearray | memoryview) -> None:
@@ -299,7 +306,7 @@ class WebSocketConnection:
         self._push(frame_header(Opcode.CLOSE, len(payload)), payload)
 
     def _write(self) -> tuple[bool, bool]:
-        """Write as much of the queue as the socket takes (loop thread only).
+        """Write as much of the queue as the transport takes (loop's driver thread only).
 
         Returns:
             ``(pending, over)``: whether bytes remain queued, and whether the queue is
@@ -308,16 +315,16 @@ class WebSocketConnection:
         Raises:
             OSError: the connection is broken.
         """
-        sock = self._sock
+        transport = self._transport
         with self._lock:
             self._dirty = False
             out = self._out
             while out:
                 try:
                     if len(out) == 1:
-                        sent = sock.send(out[0])
+                        sent = transport.send(out[0])
                     else:
-                        sent = sock.sendmsg(list(itertools.islice(out, _IOV_BATCH)))
+                        sent = transport.sendmsg(list(itertools.islice(out, _IOV_BATCH)))
                 except (BlockingIOError, InterruptedError):
                     break
                 self._queued -= sent
@@ -331,7 +338,7 @@ class WebSocketConnection:
                         break
                 else:
                     continue
-                break  # a partial write: the socket buffer is full
+                break  # a partial write: the kernel's buffer is full
             over = self._queued >= self._limit
             if not over:
                 self._over_since = None

@@ -1,6 +1,8 @@
 """``Hooks``: the handler's optional WebSocket methods, looked up once per server.
 
-A handler may define, all called on a WebSocket thread:
+A handler may define, all called by the connection's WebSocket loop, one at a time per
+connection (inline on the loop's thread; a call that blocks goes on on a thread of its own,
+see ``_loop``):
 
 * ``handle_ws_conn(conn)``: the connection is open (before any message);
 * ``handle_ws_message(conn, message)``: a whole message, ``str`` for text and ``bytes`` for
