@@ -98,7 +98,10 @@ class H1Protocol:
         ka10_tail: bytes = b"Connection: keep-alive\r\n\r\n",
     ) -> None:
         self._limits = limits
-        self._trickle_max = min(limits.max_request_line_bytes, limits.max_header_bytes)
+        # Within the request-line limit, and within the head limit with room for the head's
+        # final CRLFCRLF (the codec refuses a head that can no longer fit before it reaches
+        # the limit itself).
+        self._trickle_max = min(limits.max_request_line_bytes, limits.max_header_bytes - 4)
         self._memo = memo
         self.addr = addr
         self._ka10_tail = ka10_tail

@@ -159,6 +159,7 @@ class Worker:
         self._handoff_delay = config.handoff_delay
         self._offload_until = 0.0  # loop clock: until then calls start on pool threads
         self._careful = False  # calls run elsewhere, or are queued, or offloading is on
+        self._attention = False  # a pass has more than reading and answering to do
         self._current: Connection | None = None  # whose request the driver's call serves
         self._shed = False
         self._stopping = False
@@ -207,18 +208,21 @@ class Worker:
     def shed_idle(self) -> None:
         """Ask the worker to close its longest-idle connections (out of descriptors)."""
         self._shed = True
+        self._attention = True
         self._waker.wake()
 
     def stop(self, deadline: float) -> None:
         """Begin a graceful stop: finish in-flight requests until ``deadline`` (monotonic)."""
         self._stop_deadline = deadline
         self._stopping = True
+        self._attention = True
         self._waker.wake()
 
     def force_stop(self) -> None:
         """Close every connection now and exit."""
         self._force = True
         self._stopping = True
+        self._attention = True
         self._waker.wake()
 
     def join(self, timeout: float | None = None) -> bool:
@@ -248,20 +252,11 @@ class Worker:
         completions = self._completions
         pool = self._pool
         monotonic = time.monotonic
+        monitor = pool.monitor
+        assert monitor is not None
         while True:
-            if self._handed:
-                self._pause_handed()
-            if completions or self._waiting:
-                pool.begin_pass()
-                self._take_completions()
-            # Whether a request must look at the handler threads before its call runs
-            # here: recomputed each pass (also set at once by a detach).
-            self._careful = bool(self._pool._busy or self._waiting or self._now < self._offload_until)
-            if self._shed:
-                self._shed_idle()
-            if self._stopping:
-                pool.begin_pass()
-                if self._check_stop():
+            if self._attention:  # rare work: detached calls, results, queue, shedding, stop
+                if self._attend():
                     return
             timeout: float | None = None
             if ready or completions or read:  # read: left by a driver whose call was detached
@@ -272,7 +267,7 @@ class Worker:
                     timeout = max(0.0, wake_at - monotonic())
             if self._stopping:
                 timeout = 0.05 if timeout is None else min(timeout, 0.05)
-            pool.end_pass()
+            pool.in_pass = False  # HandoffPool.end_pass(), inlined: it runs every pass
             events = poller.poll(timeout)
             self._now = now = monotonic()
             if now >= self._date_expires:
@@ -292,8 +287,11 @@ class Worker:
                 except Exception:
                     self._crashed(conn)
             if read or ready:
-                # Handler calls happen from here to the next poll: the monitor watches.
-                pool.begin_pass()
+                # Handler calls happen from here to the next poll: the monitor watches
+                # (HandoffPool.begin_pass(), inlined).
+                pool.in_pass = True
+                if monitor.sleeping:
+                    monitor.arm()
                 self._answer_read()  # every ready connection has been read: answer them
             while ready:
                 conn = ready.popleft()
@@ -304,6 +302,33 @@ class Worker:
                         self._crashed(conn)
             if now >= self._next_deadline and now - self._last_sweep >= SWEEP_INTERVAL_SECONDS:
                 self._sweep(now)
+
+    def _attend(self) -> bool:
+        """The work of a pass that most passes do not have; True when the loop may end.
+
+        ``_attention`` is set by whoever adds such work (other threads included: they add
+        it first, then set the flag), and cleared here before the work is looked at, so
+        work added meanwhile is seen now or in the next pass.
+        """
+        self._attention = False
+        pool = self._pool
+        if self._handed:
+            self._pause_handed()
+        if self._completions or self._waiting:
+            pool.begin_pass()
+            self._take_completions()
+        # Whether a request must look at the handler threads before its call runs here.
+        careful = bool(pool._busy or self._waiting or self._now < self._offload_until)
+        self._careful = careful
+        if self._shed:
+            self._shed_idle()
+        if self._stopping:
+            pool.begin_pass()
+            if self._check_stop():
+                return True
+        if careful or self._stopping or self._completions or self._handed:
+            self._attention = True  # look again next pass
+        return False
 
     def _end_loop(self) -> None:
         """On the thread that ends the loop: close everything it owns."""
@@ -460,6 +485,7 @@ class Worker:
         self._handed.append((self._current, key))
         self._offload_until = time.monotonic() + OFFLOAD_SECONDS
         self._careful = True
+        self._attention = True
 
     def _offload(self, conn: Connection, head: Head) -> None:
         """Start the handler call on a pool thread: calls have been blocking lately."""
@@ -478,6 +504,7 @@ class Worker:
             if time.perf_counter() - started > self._handoff_delay:
                 self._offload_until = time.monotonic() + OFFLOAD_SECONDS  # still blocking
                 self._careful = True
+                self._attention = True
             self._post(conn, head, resp, started if self._access_log else 0.0)
 
         self._pool.submit(task)
@@ -534,6 +561,7 @@ class Worker:
         if len(self._waiting) < self._queue_max:
             conn.calling = head
             self._waiting.append((conn, head))
+            self._attention = True
             self._pause(conn)
             return True
         self._busy_log.warning(
@@ -685,6 +713,7 @@ class Worker:
 
         def give_back() -> None:
             completions.append(item)
+            self._attention = True
             waker.wake()
 
         self._pool.post(give_back)
