@@ -636,7 +636,6 @@ class Worker:
         received = self._received
         batch_max = self._config.max_pipelined_requests
         pool = self._pool
-        calls = pool.calls
         next_request = conn.next_request
         try:
             while True:
@@ -668,6 +667,7 @@ class Worker:
                         req = head.request
                         resp = Response()
                         self._current = conn  # the connection of the head in calls
+                        calls = pool.calls  # this driver's (a detach gives the next one anew)
                         calls.append(head)  # a new object per call
                         try:
                             self._handle(req, resp)

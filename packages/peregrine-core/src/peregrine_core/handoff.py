@@ -20,11 +20,13 @@ Rules that make this safe, with or without a GIL:
 
 1. Only the driver touches the loop's state (poller, connections, queues other than the
    completion queue). A detached thread only finishes its own call and posts the result.
-2. A call in progress is a token in a one-item list, ``calls``; the driver's ``end`` and
-   the monitor's detach both take it with ``list.pop()``, which is atomic (a per-object
-   lock on free-threaded builds): exactly one of them gets it, so a call is either
-   finished inline or handed back, never both. (A lock would do the same at three times
-   the cost, on every request.)
+2. A call in progress is a token in a one-item list, ``calls``, that belongs to the
+   driver of the moment; the driver's ``end`` and the monitor's detach both take it with
+   ``list.pop()``, which is atomic (a per-object lock on free-threaded builds): exactly
+   one of them gets it, so a call is either finished inline or handed back, never both.
+   A detach also gives the pool a new list for the next driver, so the detached thread's
+   own ``end`` later finds *its* list empty, never the new driver's token. (A lock would
+   do the same at three times the cost, on every request.)
 3. Loop state that a call interrupts must live in the loop's objects, not in the frame of
    the call (a deque of connections still to parse is consumed as it goes, so the next
    driver carries on where the detached one stopped).
@@ -115,19 +117,24 @@ class HandoffPool:
         """On the driver, before it polls again."""
         self.in_pass = False
 
-    def begin(self, key: object) -> None:
-        """Mark the start of a call, on the driver, inside a pass. ``key`` must be a new
-        object for each call (the monitor tells calls apart by identity)."""
-        self.calls.append(key)
+    def begin(self, key: object) -> list[object]:
+        """Mark the start of a call, on the driver, inside a pass; pass what it returns to
+        :meth:`end`. ``key`` must be a new object for each call (the monitor tells calls
+        apart by identity). A loop may inline this as ``calls = pool.calls;
+        calls.append(key)``, reading ``pool.calls`` afresh on each driver."""
+        calls = self.calls
+        calls.append(key)
+        return calls
 
-    def end(self) -> bool:
-        """Mark the end of the driver's call: True when it is still the driver's own.
+    def end(self, calls: list[object]) -> bool:
+        """Mark the end of the call begun with ``calls``: True when it is still the
+        driver's own.
 
         False means the call was detached: the caller hands its result to the loop with
         :meth:`post` and raises :class:`Unwind`.
         """
         try:
-            self.calls.pop()
+            calls.pop()
         except IndexError:
             return False
         return True
@@ -161,6 +168,7 @@ class HandoffPool:
                 taken = calls.pop()
             except IndexError:
                 return  # the call ended just now
+            self.calls = []  # the next driver's: the detached thread keeps the old one
             # ``taken`` is the call seen twice, or (if it ended and the next began in
             # between, a window of a few instructions) the next one: detached too early,
             # which costs a thread switch and nothing else.
@@ -252,6 +260,7 @@ class HandoffPool:
         """The loop is over: idle threads exit, late results are dropped."""
         with self._lock:
             self._finished = True
+            self._busy -= len(self._tasks)  # never started
             self._tasks.clear()
             self._cv.notify_all()
 

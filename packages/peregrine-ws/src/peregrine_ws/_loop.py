@@ -145,7 +145,6 @@ class WebSocketLoop:
         # run elsewhere or are queued, or offloading is on): recomputed each pass, and set
         # at once by a detach, an offload or a queued call. The fast path tests only this.
         self._careful = False
-        self._calls = self._pool.calls  # HandoffPool.begin()/end(), inlined
         self._ended = threading.Event()
 
     @property
@@ -447,7 +446,7 @@ class WebSocketLoop:
         """
         if self._careful and self._started_elsewhere(conn, fn, args):
             return
-        calls = self._calls
+        calls = self._pool.calls  # this driver's (a detach gives the next driver a new one)
         calls.append((conn, fn))  # HandoffPool.begin(), inlined: a new key per call
         try:
             fn(*args)
