@@ -9,7 +9,9 @@ second table, one row per server and path, so the fast requests' p99 is not hidd
 slow ones'.
 
 Ratios are computed pairwise within a round, then the median over rounds is shown with the
-range. Only a ratio between two servers measured minutes apart on the same machine means
+range. An A/B pair (``peregrine`` against ``peregrine-baseline``, an earlier revision of it)
+gets one more line per scenario: new ÷ baseline for requests/s, CPU per request (user and
+system apart too) and p99. Only a ratio between two servers measured minutes apart on the same machine means
 anything on a noisy machine; absolute numbers are indications.
 """
 
@@ -75,6 +77,12 @@ class RunRecord:
             return None
         return self.sys_s * 1e6 / self.result.requests
 
+    @property
+    def user_us_per_request(self) -> float | None:
+        """Of :attr:`cpu_us_per_request`, the microseconds spent outside the kernel."""
+        total, system = self.cpu_us_per_request, self.sys_us_per_request
+        return None if total is None or system is None else total - system
+
 
 @dataclass
 class ReportInput:
@@ -90,6 +98,10 @@ class ReportInput:
     ours: list[str]
     records: list[RunRecord]
     notes: list[str] = field(default_factory=list)
+    revision: list[str] = field(default_factory=list)
+    """Lines after the command: the commit measured, the baseline revision."""
+    ab_pairs: list[tuple[str, str]] = field(default_factory=list)
+    """(new, baseline) server pairs that get the "new vs baseline" line in each scenario."""
 
 
 # --- the machine --------------------------------------------------------------------------------
@@ -231,6 +243,18 @@ def _stdev(r: RunRecord) -> float | None:
     return r.result.latency_stdev_us if r.result is not None else None
 
 
+def _p99(r: RunRecord) -> float | None:
+    return r.result.latency_p99_us if r.result is not None else None
+
+
+def _user(r: RunRecord) -> float | None:
+    return r.user_us_per_request
+
+
+def _sys(r: RunRecord) -> float | None:
+    return r.sys_us_per_request
+
+
 def _path_p99(path: str) -> Callable[[RunRecord], float | None]:
     def figure(r: RunRecord) -> float | None:
         stats = r.result.path_stats(path) if r.result is not None else None
@@ -289,6 +313,8 @@ def render(data: ReportInput) -> str:
     """The whole report as markdown."""
     lines = ["# Peregrine side-by-side benchmark", ""]
     lines += [f"Run {data.started}: `{data.command_line}`", ""]
+    if data.revision:
+        lines += [*data.revision, ""]
     lines += ["## Machine", ""]
     lines += [f"- **{key}**: {value}" for key, value in data.machine]
     lines += ["", "## Method", ""]
@@ -386,6 +412,9 @@ def _scenario_section(
         ),
     ]
     lines += _path_section(data, s, ran, ours, peers)
+    for new, old in data.ab_pairs:
+        if new in present and old in present:
+            lines += ["", ab_line(records, s, new, old)]
     if ours and peers:
         lines += [
             "",
@@ -416,6 +445,33 @@ def _scenario_section(
             rows.append(cells)
         lines += _table(header, ["l"] + ["r"] * (len(header) - 1), rows)
     return lines
+
+
+def ab_line(records: Sequence[RunRecord], s: Scenario, new: str, old: str) -> str:
+    """The "new vs baseline" line of scenario ``s``: ratios new ÷ baseline, round by round
+    (median, range), of requests/s, CPU per request (with its user and system parts) and p99,
+    then the median CPU per request of each, split into user and system."""
+
+    def ratio(figure: Callable[[RunRecord], float | None]) -> str:
+        return fmt_ratio(paired_ratios(records, s.key, new, old, figure))
+
+    def cpu(name: str) -> str:
+        mine = [r for r in records if r.scenario == s.key and r.server == name]
+        total = _median([r.cpu_us_per_request for r in mine])
+        user = _median([r.user_us_per_request for r in mine])
+        system = _median([r.sys_us_per_request for r in mine])
+        return f"{fmt_cpu(total)} (user {fmt_cpu(user)}, sys {fmt_cpu(system)})"
+
+    p99 = f"p99 {ratio(_p99)}"
+    if s.slow_every:
+        p99 += f", `{s.path}` p99 {ratio(_path_p99(s.path))}"
+    return (
+        f"**{new} vs {old}** in {s.key}, {new} ÷ {old} round by round, median (range); "
+        f"above 1: more requests/s, more CPU per request, a higher p99 for {new}: "
+        f"req/s {ratio(_rps)}; CPU/req {ratio(_cpu)} (user {ratio(_user)}, "
+        f"sys {ratio(_sys)}); {p99}. "
+        f"Median CPU µs/req: {new} {cpu(new)}, {old} {cpu(old)}."
+    )
 
 
 def _path_section(

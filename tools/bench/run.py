@@ -18,9 +18,15 @@ The blocking scenarios (``sleep5-c100``, ``slow1pct-c100``) run handlers that sl
 for a database call, on the servers that have such an app (Peregrine, gunicorn's gthread
 worker, waitress), all with the same number of handler threads (``--handler-threads``).
 
+``--baseline REV`` checks an earlier revision out as a temporary git worktree in the run's
+workdir and adds the server ``peregrine-baseline``: the ``peregrine`` command, run from that
+worktree's packages, interleaved with the others; the report adds a line per scenario with
+the ratios of ``peregrine`` to it. The worktree is removed at the end, whatever happens.
+
 Invariants: every request goes to 127.0.0.1; every server process is killed at the end, even
-on error or SIGTERM (process groups, ``finally``, ``atexit``); every step has a timeout and
-the whole run stops starting new runs after ``--time-limit`` seconds.
+on error or SIGTERM (process groups, ``finally``, ``atexit``), and the baseline worktree is
+removed (``finally``, signals ignored meanwhile); every step has a timeout and the whole run
+stops starting new runs after ``--time-limit`` seconds.
 
 Setup: the peers are installed from ``requirements.txt`` into a virtual environment
 (``tools/bench/.venv`` by default); missing system tools (wrk, h2load, nginx, h2o) are
@@ -43,12 +49,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Final
 
+import baseline
 import loadgen
 import proctree
 import report
@@ -114,6 +121,24 @@ class Plan:
     keep_workdir: bool
     argv: tuple[str, ...]
     handler_threads: int | None = None
+    baseline: str | None = None
+
+
+def server_order(
+    servers_given: Sequence[str] | None, *, quick: bool, baseline_rev: str | None
+) -> tuple[str, ...]:
+    """The servers to run, in order, without repeats.
+
+    ``peregrine-baseline`` runs only with a baseline revision, and always with one: by default
+    and when ``--servers`` leaves it out, right after ``peregrine`` (else last).
+    """
+    names = list(dict.fromkeys(servers_given or (QUICK_SERVERS if quick else servers.SERVER_NAMES)))
+    if baseline_rev is None:
+        return tuple(n for n in names if n != servers.BASELINE_NAME)
+    if servers.BASELINE_NAME not in names:
+        at = names.index("peregrine") + 1 if "peregrine" in names else len(names)
+        names.insert(at, servers.BASELINE_NAME)
+    return tuple(names)
 
 
 def parse_args(argv: Sequence[str] | None) -> Plan:
@@ -180,6 +205,12 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         f"--threads (default {servers.DEFAULT_HANDLER_THREADS}), and Peregrine's "
         "--handler-threads (by default Peregrine keeps its own default)",
     )  # fmt: skip
+    parser.add_argument(
+        "--baseline", metavar="REV",
+        help=f"also run {servers.BASELINE_NAME}: the peregrine command on revision REV (a commit, "
+        "checked out as a temporary git worktree in the run's workdir), interleaved with the "
+        "others; the report gives the ratios peregrine / baseline",
+    )  # fmt: skip
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     quick: bool = args.quick
@@ -200,14 +231,20 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         parser.error("--duration must be at least 1 and --warmup at least 0 (whole seconds)")
     if args.handler_threads is not None and not 1 <= args.handler_threads <= 1024:
         parser.error("--handler-threads must be between 1 and 1024")
-    names = tuple(args.servers or (QUICK_SERVERS if quick else servers.SERVER_NAMES))
+    if args.baseline is not None and not args.baseline.strip():
+        parser.error("--baseline needs a revision (a commit, a tag, a branch)")
+    if args.baseline is not None and args.baseline.startswith("-"):
+        parser.error(f"--baseline: {args.baseline!r} is not a revision")
+    if args.servers and servers.BASELINE_NAME in args.servers and args.baseline is None:
+        parser.error(f"{servers.BASELINE_NAME} runs an earlier revision: give --baseline REV")
+    names = server_order(args.servers, quick=quick, baseline_rev=args.baseline)
     keys = tuple(args.scenarios or (QUICK_SCENARIOS if quick else loadgen.SCENARIO_KEYS))
     return Plan(
         quick=quick,
         rounds=rounds,
         duration_s=duration,
         warmup_s=warmup,
-        server_names=tuple(dict.fromkeys(names)),
+        server_names=names,
         scenario_keys=tuple(dict.fromkeys(keys)),
         out=args.out,
         install=not (args.no_install or quick),
@@ -217,6 +254,7 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         keep_workdir=args.keep_workdir,
         argv=tuple(argv),
         handler_threads=args.handler_threads,
+        baseline=args.baseline,
     )
 
 
@@ -420,15 +458,32 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(plan, started, workdir, notes)
     finally:
         running.stop_all()
+        if plan.baseline is not None:
+            _remove_worktree(baseline.worktree_path(workdir))
         if plan.keep_workdir:
             log(f"configs and server logs kept in {workdir}")
         else:
             shutil.rmtree(workdir, ignore_errors=True)
 
 
+def _remove_worktree(path: Path) -> None:
+    """Remove the baseline worktree, with SIGINT, SIGTERM and SIGHUP ignored meanwhile (git,
+    started then, inherits that), so a second Ctrl-C cannot leave it half removed."""
+    handled = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    previous = {signum: signal.signal(signum, signal.SIG_IGN) for signum in handled}
+    try:
+        if path.exists() or baseline.registered(REPO, path):
+            problem = baseline.remove(REPO, path)
+            log(f"baseline worktree {path}: " + (problem or "removed"))
+    finally:
+        for signum, handler in previous.items():
+            signal.signal(signum, handler)
+
+
 def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str]) -> int:
     env, machine = _set_up(plan, workdir, notes)
     specs, skipped = _available_servers(plan, env, notes)
+    app_skips = _app_skips(env, specs)
     tool_of = _choose_tools(plan, notes)
     scenarios = [loadgen.scenario(k) for k in plan.scenario_keys if k in tool_of]
     load_cpu = None
@@ -436,13 +491,13 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         load_cpu = min(os.sched_getaffinity(0) - {env.server_cpu})
         os.sched_setaffinity(0, {load_cpu})  # the Python load generator runs in this process
 
-    notes += _app_notes(plan, env, scenarios, specs)
+    notes += _app_notes(plan, env, scenarios, specs, app_skips)
     runs = [
         (r, scn, spec)
         for r in range(1, plan.rounds + 1)
         for scn in scenarios
         for spec in specs
-        if spec.serves(scn.app)
+        if spec.serves(scn.app) and (spec.name, scn.app) not in app_skips
     ]
     estimate = sum(
         plan.duration_s + plan.warmup_s + RUN_OVERHEAD_S + _drain_s(scn) for _, scn, _ in runs
@@ -451,6 +506,9 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
     log(f"{len(runs)} runs, about {estimate / 60:.1f} min (no new run after {time_limit:.0f} s)")
     deadline = time.monotonic() + time_limit
     records: list[report.RunRecord] = []
+    revision = _revision_lines(plan, env)  # the commit at the start
+    source = servers.checkout_src(REPO)
+    digests: list[str] = []  # of Peregrine's source before each run: was it edited meanwhile?
     interrupted = False
     try:
         for index, (round_index, scn, spec) in enumerate(runs, 1):
@@ -460,6 +518,7 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
                     f"{len(runs) - index + 1} runs not made."
                 )
                 break
+            digests.append(baseline.source_digest(source))
             record = run_one(spec, scn, env, round_index, plan, load_cpu, tool_of[scn.key])
             records.append(record)
             log(_progress(index, len(runs), record))
@@ -471,6 +530,7 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         )
         log("interrupted: writing the partial report")
 
+    notes += _source_notes(digests)
     notes += [
         f"Round {r.round_index}, {r.scenario}, `{r.server}`: " + r.error.replace("\n", " ⏎ ")
         for r in records
@@ -497,6 +557,12 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         ours=[s.name for s in servers.SERVERS if s.ours],
         records=records,
         notes=notes,
+        revision=revision,
+        ab_pairs=(
+            [("peregrine", servers.BASELINE_NAME)]
+            if {"peregrine", servers.BASELINE_NAME} <= {s.name for s in specs}
+            else []
+        ),
     )
     text = report.render(data)
     sys.stdout.write(text)
@@ -509,7 +575,9 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
     if interrupted:
         return 130
     failed = [r for r in records if r.error is not None or r.result is None]
-    missing_required = [n for n in skipped if plan.quick or n == "peregrine"]
+    missing_required = [
+        n for n in skipped if plan.quick or n in ("peregrine", servers.BASELINE_NAME)
+    ]
     if failed or missing_required or not records or len(records) < len(runs):
         log(
             f"exit 1: {len(failed)} failed run(s), {len(missing_required)} required server(s) "
@@ -535,6 +603,14 @@ def _set_up(
     # --quick keeps to the interpreter running the harness.
     python = venv_python if venv_python is not None and not plan.quick else sys.executable
     server_cpu = choose_server_cpu(notes)
+    checked_out = None
+    if plan.baseline is not None:
+        log(f"checking {plan.baseline} out into {baseline.worktree_path(workdir)} ...")
+        try:
+            checked_out = baseline.create(REPO, plan.baseline, workdir)
+        except baseline.BaselineError as exc:
+            notes.append(f"No baseline: {exc}.")
+            log(f"no baseline: {exc}")
     machine = report.machine_info(servers.interpreter_version(python))  # before any pinning
     env = servers.BenchEnv(
         repo=REPO,
@@ -544,6 +620,7 @@ def _set_up(
         venv_python=venv_python,
         server_cpu=server_cpu,
         handler_threads=plan.handler_threads,
+        baseline=checked_out,
     )
     return env, machine
 
@@ -564,6 +641,68 @@ def _available_servers(
             notes.append(f"Skipped `{name}`: {reason}.")
             log(f"skipping {name}: {reason}")
     return specs, skipped
+
+
+def _app_skips(
+    env: servers.BenchEnv, specs: Sequence[servers.ServerSpec]
+) -> dict[tuple[str, loadgen.AppKind], str]:
+    """(server, app) -> why that server sits out that app's scenarios (a baseline revision
+    without an option the command needs)."""
+    skips: dict[tuple[str, loadgen.AppKind], str] = {}
+    apps: tuple[loadgen.AppKind, ...] = ("body", "blocking")
+    for spec in specs:
+        for app in apps:
+            reason = spec.skip_reason(env, app)
+            if reason is not None:
+                skips[(spec.name, app)] = reason
+    return skips
+
+
+def _source_notes(digests: Sequence[str]) -> list[str]:
+    """A warning when this checkout's Peregrine source changed between runs (a shared
+    checkout): which runs saw which version, and the commit at the end."""
+    spans = baseline.changed_spans(digests)
+    if len(spans) < 2:
+        return []
+    head = baseline.commit_of(REPO)
+    at_end = f"`{head[0]}`" if head is not None else "unknown"
+    stretches = "; ".join(
+        f"runs {first}–{last}: version {n}" if first != last else f"run {first}: version {n}"
+        for n, (first, last) in enumerate(spans, 1)
+    )
+    log(f"warning: Peregrine's source changed during the run ({stretches})")
+    dirs = ", ".join(f"`{p.relative_to(REPO)}`" for p in servers.checkout_src(REPO))
+    note = (
+        f"**Peregrine's source in this checkout ({dirs}) changed during the run**, so its "
+        f"runs measured more than one version ({stretches}, in the order of the progress "
+        f"log); the header's commit is the one at the start, HEAD at the end was {at_end}."
+    )
+    return [note]
+
+
+def _revision_lines(plan: Plan, env: servers.BenchEnv) -> list[str]:
+    """The report's lines naming the commit measured and the baseline revision."""
+    lines = []
+    head = baseline.commit_of(REPO, ignore="tools/bench/results/")
+    if head is None:
+        lines.append("Commit: unknown (no git).")
+    else:
+        short, subject, changed = head
+        line = f"Commit: `{short}` ({subject})"
+        if changed:
+            line += "; files differ from it (uncommitted) in " + ", ".join(
+                f"`{c}`" for c in changed
+            )
+        lines.append(line + ".")
+    if env.baseline is not None:
+        b = env.baseline
+        lines.append(
+            f"Baseline (`{servers.BASELINE_NAME}`, `--baseline {plan.baseline}`): "
+            f"`{b.short}` ({b.subject}), a temporary git worktree, removed after the run."
+        )
+    elif plan.baseline is not None:
+        lines.append(f"Baseline: `{plan.baseline}` could not be checked out (see the notes).")
+    return lines
 
 
 def _choose_tools(plan: Plan, notes: list[str]) -> dict[str, loadgen.Tool]:
@@ -594,7 +733,10 @@ def _drain_s(scn: loadgen.Scenario) -> float:
 
 def _title(spec: servers.ServerSpec, env: servers.BenchEnv) -> str:
     """The report's "what runs" cell, with the thread count of the threaded peers."""
-    return spec.title.replace("N threads", f"{env.peer_threads} threads")
+    title = spec.title.replace("N threads", f"{env.peer_threads} threads")
+    if spec.name == servers.BASELINE_NAME and env.baseline is not None:
+        title = title.replace("REV", f"`{env.baseline.short}`")
+    return title
 
 
 def _app_notes(
@@ -602,6 +744,7 @@ def _app_notes(
     env: servers.BenchEnv,
     scenarios: Sequence[loadgen.Scenario],
     specs: Sequence[servers.ServerSpec],
+    app_skips: Mapping[tuple[str, loadgen.AppKind], str] | None = None,
 ) -> list[str]:
     """Which servers sit out which scenarios, and how Peregrine's handler threads were set."""
     notes: list[str] = []
@@ -616,6 +759,10 @@ def _app_notes(
             notes.append(
                 f"Not run in {what}: {', '.join(f'`{n}`' for n in idle)} ({', '.join(keys)})."
             )
+    for (name, app), reason in (app_skips or {}).items():
+        keys = [s.key for s in scenarios if s.app == app]
+        if keys:
+            notes.append(f"Not run in {', '.join(keys)}: `{name}`, because {reason}.")
     blocking = any(s.app == "blocking" for s in scenarios)
     if blocking and any(s.name == "peregrine" for s in specs):
         default = servers.peregrine_handler_threads(env)
@@ -639,6 +786,20 @@ def _app_notes(
                 f"Peregrine ran the blocking scenarios with `--handler-threads "
                 f"{plan.handler_threads}`, as the peers."
             )
+    name = servers.BASELINE_NAME
+    if (
+        blocking
+        and env.baseline is not None
+        and any(s.name == name for s in specs)
+        and (name, "blocking") not in (app_skips or {})
+    ):
+        default = servers.peregrine_handler_threads(env, baseline=True)
+        threads = (
+            f"`--handler-threads {plan.handler_threads}`"
+            if plan.handler_threads is not None
+            else f"its default handler threads ({default})"
+        )
+        notes.append(f"`{name}` ({env.baseline.short}) ran the blocking scenarios with {threads}.")
     return notes
 
 

@@ -36,7 +36,6 @@ from servers import (
     ServerSpec,
     StartError,
     free_port,
-    server_environ,
 )
 
 
@@ -131,7 +130,7 @@ def start(
         process = subprocess.Popen(
             command,
             cwd=env.repo,
-            env=server_environ(env.repo, ours=server_spec.ours),
+            env=server_spec.environ_for(env),
             stdin=subprocess.DEVNULL,
             stdout=log,
             stderr=subprocess.STDOUT,

@@ -13,6 +13,9 @@ Invariants:
 - In the blocking scenarios every threaded server runs the same number of handler threads
   (:attr:`BenchEnv.peer_threads`); Peregrine keeps its own default unless the harness was given
   a number and this Peregrine has ``--handler-threads``.
+- ``peregrine-baseline`` (``run.py --baseline REV``) runs the ``peregrine`` server's command
+  line, with ``PYTHONPATH`` on the baseline worktree's ``packages/*/src`` instead of this
+  checkout's; it sits out a scenario whose command needs an option that revision lacks.
 """
 
 from __future__ import annotations
@@ -23,12 +26,13 @@ import re
 import shutil
 import socket
 import subprocess
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Final
 
 from apps._body import BODY
+from baseline import Baseline
 from loadgen import AppKind
 
 LOOPBACK: Final = "127.0.0.1"
@@ -39,6 +43,8 @@ CHECK_TIMEOUT_S: Final = 60.0
 MAX_CONNECTIONS: Final = 4096
 """Connection limit given to nginx, h2o and waitress (their defaults, 512, 1024 and 100, are
 at or below the scenarios' connection counts)."""
+BASELINE_NAME: Final = "peregrine-baseline"
+"""The server that runs an earlier revision of Peregrine (``run.py --baseline REV``)."""
 DEFAULT_HANDLER_THREADS: Final = 32
 """Handler threads of gunicorn-gthread and waitress in the blocking scenarios (Peregrine's
 ``ServerConfig.handler_threads`` default)."""
@@ -63,6 +69,7 @@ class BenchEnv:
         venv_python: the interpreter of the peers' virtual environment, if there is one.
         server_cpu: the CPU every server is pinned to, or ``None`` for no pinning.
         handler_threads: the thread count given on the harness's command line, if any.
+        baseline: the earlier revision checked out for ``peregrine-baseline``, if any.
     """
 
     repo: Path
@@ -72,6 +79,7 @@ class BenchEnv:
     venv_python: str | None
     server_cpu: int | None
     handler_threads: int | None = None
+    baseline: Baseline | None = None
 
     @property
     def peer_threads(self) -> int:
@@ -92,6 +100,10 @@ class ServerSpec:
             the 6150-byte body, or ``None`` for a server run in the blocking scenarios only.
         blocking_command: the same for the blocking handlers, or ``None`` when the server does
             not run the blocking scenarios (static file servers, asyncio servers).
+        environ: builds the server's environment (default: :func:`server_environ` of the
+            checkout, with Peregrine's ``src`` directories when ``ours``).
+        app_check: returns ``None`` when the server can run the scenarios of an app here, else
+            the reason it sits them out (default: it can run all it serves).
     """
 
     name: str
@@ -100,6 +112,21 @@ class ServerSpec:
     check: Callable[[BenchEnv], str | None]
     command: Callable[[BenchEnv, int], list[str]] | None
     blocking_command: Callable[[BenchEnv, int], list[str]] | None = None
+    environ: Callable[[BenchEnv], dict[str, str]] | None = None
+    app_check: Callable[[BenchEnv, AppKind], str | None] | None = None
+
+    def environ_for(self, env: BenchEnv) -> dict[str, str]:
+        """The environment the server runs in."""
+        if self.environ is not None:
+            return self.environ(env)
+        return server_environ(env.repo, ours=self.ours)
+
+    def skip_reason(self, env: BenchEnv, app: AppKind) -> str | None:
+        """Why this server sits out the scenarios of ``app`` here, or ``None`` if it runs them
+        (or does not serve ``app`` at all: :meth:`serves` says that)."""
+        if self.app_check is None or not self.serves(app):
+            return None
+        return self.app_check(env, app)
 
     def command_for(self, app: AppKind) -> Callable[[BenchEnv, int], list[str]] | None:
         """The command builder for ``app``, or ``None`` if this server does not serve it."""
@@ -121,15 +148,28 @@ def _peregrine(env: BenchEnv, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _peregrine_blocking(env: BenchEnv, port: int) -> list[str]:
-    command = [
-        env.python, "-m", "peregrine_core", "tools.bench.apps.peregrine_blocking_app:Handler",
-        "--port", str(port), "--host", LOOPBACK, "--workers", "1",
-        "--backlog", str(BACKLOG_CONNECTIONS), "--log-level", "warning",
-    ]  # fmt: skip
-    if env.handler_threads is not None and peregrine_handler_threads(env) is not None:
-        command += ["--handler-threads", str(env.handler_threads)]
+def _peregrine_blocking_for(*, baseline: bool) -> Callable[[BenchEnv, int], list[str]]:
+    """The blocking scenarios' command of ``peregrine`` (or of ``peregrine-baseline``): the
+    same line, ``--handler-threads N`` added when asked for and that revision has it."""
+
+    def command(env: BenchEnv, port: int) -> list[str]:
+        line = [
+            env.python, "-m", "peregrine_core", "tools.bench.apps.peregrine_blocking_app:Handler",
+            "--port", str(port), "--host", LOOPBACK, "--workers", "1",
+            "--backlog", str(BACKLOG_CONNECTIONS), "--log-level", "warning",
+        ]  # fmt: skip
+        if (
+            env.handler_threads is not None
+            and peregrine_handler_threads(env, baseline=baseline) is not None
+        ):
+            line += ["--handler-threads", str(env.handler_threads)]
+        return line
+
     return command
+
+
+_peregrine_blocking: Final = _peregrine_blocking_for(baseline=False)
+_peregrine_baseline_blocking: Final = _peregrine_blocking_for(baseline=True)
 
 
 _HANDLER_THREADS_HELP: Final = re.compile(
@@ -137,10 +177,11 @@ _HANDLER_THREADS_HELP: Final = re.compile(
 )
 
 
-def peregrine_handler_threads(env: BenchEnv) -> str | None:
-    """``None`` when this checkout's ``python -m peregrine_core`` has no ``--handler-threads``;
-    else its default as its ``--help`` prints it (``"?"`` when unreadable)."""
-    works, help_text = _help_text(env.python, "peregrine_core", env)
+def peregrine_handler_threads(env: BenchEnv, *, baseline: bool = False) -> str | None:
+    """``None`` when this checkout's ``python -m peregrine_core`` (the baseline's, with
+    ``baseline``) has no ``--handler-threads``; else its default as its ``--help`` prints it
+    (``"?"`` when unreadable)."""
+    works, help_text = _help_text(env.python, "peregrine_core", env, baseline=baseline)
     return handler_threads_default(help_text) if works else None
 
 
@@ -151,6 +192,66 @@ def handler_threads_default(help_text: str) -> str | None:
         return None
     match = _HANDLER_THREADS_HELP.search(help_text)
     return match.group(1) if match else "?"
+
+
+def missing_options(help_text: str, command: Sequence[str]) -> list[str]:
+    """The long options of ``command`` (``--backlog``) that ``help_text`` does not mention."""
+    options = dict.fromkeys(a.split("=", 1)[0] for a in command if a.startswith("--"))
+    return [o for o in options if not re.search(rf"(?<![\w-]){re.escape(o)}(?![\w-])", help_text)]
+
+
+def baseline_environ(env: BenchEnv) -> dict[str, str]:
+    """``peregrine-baseline``'s environment: ``PYTHONPATH`` on the baseline worktree's
+    ``packages/*/src`` (then the repository root, for this checkout's apps)."""
+    if env.baseline is None:
+        raise StartError("no baseline revision (run.py --baseline REV)")
+    return server_environ(env.repo, ours=True, src=env.baseline.src_dirs)
+
+
+def _check_baseline(env: BenchEnv) -> str | None:
+    if env.baseline is None:
+        return "no baseline revision was checked out (`--baseline REV`; see the notes)"
+    works, output = _help_text(env.python, "peregrine_core", env, baseline=True)
+    if not works:
+        return (
+            f"`python -m peregrine_core --help` fails at {env.baseline.short}, so the command "
+            f"is unavailable ({output})"
+        )
+    try:  # the worktree's package, not one installed in the interpreter, must be the one found
+        found = subprocess.run(
+            [env.python, "-c", "import peregrine_core; print(peregrine_core.__file__)"],
+            cwd=env.repo,
+            env=baseline_environ(env),
+            capture_output=True,
+            text=True,
+            timeout=CHECK_TIMEOUT_S,
+            check=False,
+        ).stdout.strip()
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        return f"cannot run {env.python}: {exc}"
+    if not Path(found).is_relative_to(env.baseline.root):
+        return f"`import peregrine_core` finds {found or 'nothing'}, not the baseline worktree's"
+    return None
+
+
+def _check_baseline_app(env: BenchEnv, app: AppKind) -> str | None:
+    """Why the baseline sits out ``app``'s scenarios: its ``--help`` lacks an option of the
+    command, or, for the blocking scenarios, ``--handler-threads`` (handlers off the loop)."""
+    build = _peregrine if app == "body" else _peregrine_baseline_blocking
+    if env.baseline is None:
+        return "no baseline revision"
+    help_text = _help_text(env.python, "peregrine_core", env, baseline=True)[1]
+    needed = build(env, 0)
+    if app == "blocking":
+        needed = [*needed, "--handler-threads"]
+    missing = missing_options(help_text, needed)
+    if not missing:
+        return None
+    what = "the blocking scenarios" if app == "blocking" else "the body scenarios"
+    return (
+        f"{env.baseline.short}'s `python -m peregrine_core` has no "
+        f"{', '.join(f'`{m}`' for m in missing)}, which {what} need"
+    )
 
 
 def _peregrine_static(env: BenchEnv, port: int) -> list[str]:
@@ -293,18 +394,24 @@ hosts:
 
 # --- availability checks -----------------------------------------------------------------------
 
-_HELP_CACHE: dict[tuple[str, str], tuple[bool, str]] = {}
+_HELP_CACHE: dict[tuple[str, str, str], tuple[bool, str]] = {}
 
 
-def _help_text(python: str, module: str, env: BenchEnv) -> tuple[bool, str]:
-    """Run ``python -m module --help`` once: (it worked, its output or the error's last line)."""
-    key = (python, module)
+def _help_text(
+    python: str, module: str, env: BenchEnv, *, baseline: bool = False
+) -> tuple[bool, str]:
+    """Run ``python -m module --help`` once (this checkout's, or the baseline's with
+    ``baseline``): (it worked, its output or the error's last line)."""
+    if baseline and env.baseline is None:
+        return False, "no baseline revision"
+    environ = baseline_environ(env) if baseline else server_environ(env.repo, ours=True)
+    key = (python, module, environ["PYTHONPATH"])
     if key not in _HELP_CACHE:
         try:
             done = subprocess.run(
                 [python, "-m", module, "--help"],
                 cwd=env.repo,
-                env=server_environ(env.repo, ours=True),
+                env=environ,
                 capture_output=True,
                 text=True,
                 timeout=CHECK_TIMEOUT_S,
@@ -385,6 +492,16 @@ SERVERS: Final[tuple[ServerSpec, ...]] = (
         _check_cli("peregrine_core"),
         _peregrine,
         _peregrine_blocking,
+    ),
+    ServerSpec(
+        BASELINE_NAME,
+        "Peregrine at REV (`--baseline`, a git worktree), the same command as `peregrine`",
+        False,
+        _check_baseline,
+        _peregrine,
+        _peregrine_baseline_blocking,
+        environ=baseline_environ,
+        app_check=_check_baseline_app,
     ),
     ServerSpec(
         "peregrine_static",
@@ -488,25 +605,27 @@ _DROPPED_VARIABLES: Final = (
 )
 
 
-def server_environ(repo: Path, *, ours: bool) -> dict[str, str]:
+def server_environ(repo: Path, *, ours: bool, src: Sequence[Path] | None = None) -> dict[str, str]:
     """The environment of a server process.
 
     ``PYTHONPATH`` holds the repository root (for ``tools.bench.apps``) and, for Peregrine's
-    servers, the checkout's ``src`` directories, so the benchmark measures this checkout.
+    servers, the checkout's ``src`` directories, so the benchmark measures this checkout; or,
+    when ``src`` is given (a baseline revision's ``packages/*/src``), those instead.
     Debugging switches that slow Python down are removed.
     """
     environ = {k: v for k, v in os.environ.items() if k not in _DROPPED_VARIABLES}
     paths = [str(repo)]
     if ours:
-        packages = repo / "packages"
-        paths = [
-            str(packages / "peregrine-core" / "src"),
-            str(packages / "peregrine-static" / "src"),
-            *paths,
-        ]
+        paths = [*(str(p) for p in (checkout_src(repo) if src is None else src)), *paths]
     environ["PYTHONPATH"] = os.pathsep.join(paths)
     environ["PATH"] = environ.get("PATH", "") + os.pathsep + _SBIN_PATH
     return environ
+
+
+def checkout_src(repo: Path) -> list[Path]:
+    """The ``src`` directories of this checkout that Peregrine's servers run from."""
+    packages = repo / "packages"
+    return [packages / "peregrine-core" / "src", packages / "peregrine-static" / "src"]
 
 
 def prepare_static(workdir: Path) -> Path:
@@ -563,6 +682,12 @@ def versions(env: BenchEnv) -> Mapping[str, str]:
             if match:
                 for name in names:
                     found[name] = f"{dist} {match.group(1)} (this checkout)"
+    if env.baseline is not None:
+        path = env.baseline.root / "packages/peregrine-core/src/peregrine_core/__about__.py"
+        with contextlib.suppress(OSError):
+            match = about.search(path.read_text())
+            if match:
+                found[BASELINE_NAME] = f"peregrine-core {match.group(1)} (at {env.baseline.short})"
     if env.venv_python is not None:
         code = (
             "import importlib.metadata as m\n"

@@ -1,5 +1,6 @@
 """Checks of the harness's pure parts: output parsing, ratios, the body, the Python clients,
-the per-path latency split, the blocking apps and the servers' command lines.
+the per-path latency split, the blocking apps, the servers' command lines, and the baseline
+revision (``--baseline``: options, git commands, environment, report line).
 
 Run: ``pytest tools/bench`` (the load generators' outputs below were captured from wrk 4.1.0
 and h2load 1.52.0).
@@ -9,7 +10,9 @@ from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import socket
+import subprocess
 import threading
 import time
 from collections.abc import Iterator
@@ -19,9 +22,11 @@ from typing import Any
 
 import pytest
 
+import baseline
 import loadgen
 import proctree
 import report
+import run
 import servers
 from apps import wsgi_blocking_app
 from apps._blocking import SLEEP_S, SLOW_S, SMALL_BODY
@@ -567,9 +572,9 @@ def test_threaded_peers_run_the_blocking_app_with_the_same_thread_count() -> Non
 def test_peregrine_gets_handler_threads_only_when_asked_and_supported(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    monkeypatch.setattr(servers, "peregrine_handler_threads", lambda env: None)
+    monkeypatch.setattr(servers, "peregrine_handler_threads", lambda env, baseline=False: None)
     assert "--handler-threads" not in _blocking_command("peregrine", _env(8))
-    monkeypatch.setattr(servers, "peregrine_handler_threads", lambda env: "32")
+    monkeypatch.setattr(servers, "peregrine_handler_threads", lambda env, baseline=False: "32")
     assert "--handler-threads" not in _blocking_command("peregrine", _env())
     command = _blocking_command("peregrine", _env(8))
     assert command[command.index("--handler-threads") + 1] == "8"
@@ -592,3 +597,259 @@ def test_handler_threads_default_is_read_from_the_help_text() -> None:
         servers.handler_threads_default("  --handler-threads N  threads\n  --x  (default: 5)")
         == "?"
     )
+
+
+# --- the baseline revision (--baseline) -----------------------------------------------------------
+
+
+def test_baseline_adds_its_server_after_peregrine_and_is_required_for_it() -> None:
+    plan = run.parse_args(["--baseline", "c253d84", "--servers", "peregrine", "waitress"])
+    assert plan.baseline == "c253d84"
+    assert plan.server_names == ("peregrine", "peregrine-baseline", "waitress")
+    named = run.parse_args(
+        ["--baseline", "c253d84", "--servers", "peregrine-baseline", "peregrine", "peregrine"]
+    )
+    assert named.server_names == ("peregrine-baseline", "peregrine")  # order kept, no repeats
+    assert run.parse_args(["--quick", "--baseline", "HEAD~1"]).server_names == (
+        "peregrine",
+        "peregrine-baseline",
+        "stdlib",
+    )
+    everything = run.parse_args(["--baseline", "c253d84"]).server_names
+    assert everything[:2] == ("peregrine", "peregrine-baseline")
+    assert len(everything) == len(servers.SERVER_NAMES)
+    assert "peregrine-baseline" not in run.parse_args([]).server_names
+    assert run.parse_args([]).baseline is None
+    assert run.server_order(["waitress"], quick=False, baseline_rev="x") == (
+        "waitress",
+        "peregrine-baseline",
+    )
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--servers", "peregrine", "peregrine-baseline"],  # no revision to run
+        ["--baseline", ""],
+        ["--baseline", "--rounds"],
+    ],
+)
+def test_baseline_usage_errors_exit_with_status_2(argv: list[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        run.parse_args(argv)
+    assert exc.value.code == 2
+
+
+def test_baseline_git_commands_check_out_detached_outside_the_repository() -> None:
+    repo, workdir = Path("/repo"), Path("/tmp/peregrine-bench-x")
+    path = baseline.worktree_path(workdir)
+    assert path.parent == workdir
+    assert not path.is_relative_to(repo)
+    assert baseline.resolve_command(repo, "c253d84") == [
+        "git", "-C", "/repo", "rev-parse", "--verify", "--quiet", "c253d84^{commit}",
+    ]  # fmt: skip
+    assert baseline.add_command(repo, "c" * 40, path) == [
+        "git", "-C", "/repo", "worktree", "add", "--detach", "--quiet", str(path), "c" * 40,
+    ]  # fmt: skip
+    assert baseline.remove_command(repo, path) == [
+        "git", "-C", "/repo", "worktree", "remove", "--force", str(path),
+    ]  # fmt: skip
+
+
+def _baseline_env(tmp_path: Path, handler_threads: int | None = None) -> servers.BenchEnv:
+    root = tmp_path / "baseline-worktree"
+    for dist in ("peregrine-static", "peregrine-core", "peregrine-ws"):
+        (root / "packages" / dist / "src").mkdir(parents=True)
+    (root / "packages" / "README").write_text("not a package\n")
+    checked_out = baseline.Baseline("c253d84", "c253d84" + "0" * 33, "Worker: one _send", root)
+    return servers.BenchEnv(
+        repo=Path("/repo"),
+        workdir=tmp_path,
+        static_dir=tmp_path,
+        python="python3",
+        venv_python=None,
+        server_cpu=None,
+        handler_threads=handler_threads,
+        baseline=checked_out,
+    )
+
+
+def test_baseline_runs_the_peregrine_command_from_the_worktree_packages(tmp_path: Path) -> None:
+    env = _baseline_env(tmp_path)
+    assert env.baseline is not None
+    assert env.baseline.short == "c253d84"
+    ours, theirs = servers.spec("peregrine"), servers.spec("peregrine-baseline")
+    assert theirs.command is not None
+    assert ours.command is not None
+    assert theirs.command(env, 8000) == ours.command(env, 8000)
+    assert not theirs.ours  # it is compared with, not compared against the peers
+    packages = env.baseline.root / "packages"
+    assert theirs.environ_for(env)["PYTHONPATH"] == os.pathsep.join(
+        [
+            str(packages / "peregrine-core" / "src"),
+            str(packages / "peregrine-static" / "src"),
+            str(packages / "peregrine-ws" / "src"),
+            "/repo",  # this checkout's apps
+        ]
+    )
+    checkout = ours.environ_for(env)["PYTHONPATH"].split(os.pathsep)
+    assert checkout == [
+        "/repo/packages/peregrine-core/src",
+        "/repo/packages/peregrine-static/src",
+        "/repo",
+    ]
+    assert servers.spec("waitress").environ_for(env)["PYTHONPATH"] == "/repo"
+    without = servers.BenchEnv(Path("/repo"), tmp_path, tmp_path, "python3", None, None)
+    with pytest.raises(servers.StartError):
+        theirs.environ_for(without)
+    assert servers.spec("peregrine-baseline").check(without) is not None
+
+
+def test_options_missing_from_a_help_text_are_found_whole() -> None:
+    help_text = "  --port N\n  --handler-threads-max N\n  --log-level LEVEL  (default: info)\n"
+    command = ["python", "-m", "x", "--port", "1", "--handler-threads", "4", "--log-level=warning"]
+    assert servers.missing_options(help_text, command) == ["--handler-threads"]
+    assert servers.missing_options(help_text + "  --handler-threads N\n", command) == []
+
+
+def test_baseline_without_handler_threads_sits_out_the_blocking_scenarios(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    env = _baseline_env(tmp_path, handler_threads=128)
+    old_help = "--host H --port N --workers N --backlog N --log-level L"
+    help_of = {False: old_help + " --handler-threads N (default: 32)", True: old_help}
+
+    def fake_help(
+        python: str, module: str, env: servers.BenchEnv, *, baseline: bool = False
+    ) -> tuple[bool, str]:
+        return True, help_of[baseline]
+
+    monkeypatch.setattr(servers, "_help_text", fake_help)
+    theirs = servers.spec("peregrine-baseline")
+    assert theirs.skip_reason(env, "body") is None
+    reason = theirs.skip_reason(env, "blocking")
+    assert reason is not None
+    assert "c253d84" in reason
+    assert "`--handler-threads`" in reason
+    assert servers.spec("peregrine").skip_reason(env, "blocking") is None
+    assert servers.spec("waitress").skip_reason(env, "body") is None  # does not serve it
+    # this checkout's Peregrine gets the flag; the baseline's command is built without it
+    assert "--handler-threads" in _blocking_command("peregrine", env)
+    assert "--handler-threads" not in _blocking_command("peregrine-baseline", env)
+    skips = run._app_skips(env, [servers.spec("peregrine"), theirs])
+    assert list(skips) == [("peregrine-baseline", "blocking")]
+    notes = run._app_notes(
+        run.parse_args(["--baseline", "c253d84", "--handler-threads", "128"]),
+        env,
+        [loadgen.scenario("wrk-c100"), loadgen.scenario("sleep5-c100")],
+        [servers.spec("peregrine"), theirs],
+        skips,
+    )
+    assert any(n.startswith("Not run in sleep5-c100: `peregrine-baseline`") for n in notes)
+    # a baseline that has the option runs the blocking scenarios with it
+    help_of[True] = help_of[False]
+    assert theirs.skip_reason(env, "blocking") is None
+    command = _blocking_command("peregrine-baseline", env)
+    assert command[command.index("--handler-threads") + 1] == "128"
+    assert run._title(theirs, env).startswith("Peregrine at `c253d84`")
+
+
+def _ab_record(
+    round_index: int, server: str, rps: float, cpu_s: float, sys_s: float, p99_us: float
+) -> report.RunRecord:
+    result = loadgen.LoadResult("wrk", int(rps), 1.0, rps, 900.0, 100.0, p99_us, 0, 0, 0, 800.0)
+    return report.RunRecord(round_index, "wrk-c100", server, result, cpu_s, 2**20, sys_s=sys_s)
+
+
+def test_report_gives_new_over_baseline_ratios_with_user_and_system_cpu() -> None:
+    records = [
+        _ab_record(1, "peregrine", 1000.0, 0.010, 0.006, 1000.0),
+        _ab_record(1, "peregrine-baseline", 1000.0, 0.008, 0.006, 2000.0),
+        _ab_record(2, "peregrine", 2000.0, 0.020, 0.012, 1000.0),
+        _ab_record(2, "peregrine-baseline", 1000.0, 0.010, 0.006, 1000.0),
+    ]
+    assert records[0].user_us_per_request == pytest.approx(4.0)
+    assert report.RunRecord(1, "wrk-c100", "x", None).user_us_per_request is None
+    line = report.ab_line(records, loadgen.scenario("wrk-c100"), "peregrine", "peregrine-baseline")
+    assert line.startswith("**peregrine vs peregrine-baseline** in wrk-c100")
+    # round 1: the same rate, 10 against 8 µs/req (user 4 against 2), half the p99;
+    # round 2: twice the rate, the same CPU per request and p99
+    assert "req/s 1.50× (1.00–2.00)" in line
+    assert "CPU/req 1.12× (1.00–1.25) (user 1.50× (1.00–2.00), sys 1.00× (1.00–1.00))" in line
+    assert "p99 0.75× (0.50–1.00)" in line
+    assert "peregrine 10.0 (user 4.0, sys 6.0), peregrine-baseline 9.0 (user 3.0, sys 6.0)" in line
+    data = report.ReportInput(
+        command_line="run.py",
+        started="now",
+        machine=[],
+        method=[],
+        servers=[("peregrine", "p", "1"), ("peregrine-baseline", "b", "1")],
+        scenarios=[loadgen.scenario("wrk-c100")],
+        ours=["peregrine"],
+        records=records,
+        revision=["Commit: `abc1234` (x)."],
+        ab_pairs=[("peregrine", "peregrine-baseline")],
+    )
+    text = report.render(data)
+    assert line in text
+    assert "Commit: `abc1234` (x)." in text
+    assert "| peregrine-baseline | 1,000 |" in text  # a row like any server's
+    data.records = [records[0], records[2]]  # the baseline did not run: no line
+    assert "vs peregrine-baseline" not in report.render(data)
+
+
+@pytest.mark.skipif(shutil.which("git") is None, reason="needs git")
+def test_baseline_worktree_is_checked_out_and_removed(tmp_path: Path) -> None:
+    repo = tmp_path / "repo"
+    (repo / "packages" / "peregrine-core" / "src").mkdir(parents=True)
+    (repo / "packages" / "peregrine-core" / "src" / "m.py").write_text("X = 1\n")
+
+    def git(*args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t", *args],
+            check=True, capture_output=True, text=True, timeout=60,
+        ).stdout.strip()  # fmt: skip
+
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    first = git("rev-parse", "HEAD")
+    (repo / "packages" / "peregrine-core" / "src" / "m.py").write_text("X = 2\n")
+    git("commit", "-q", "-am", "second")
+    workdir = tmp_path / "work"
+    workdir.mkdir()
+    with pytest.raises(baseline.BaselineError):
+        baseline.create(repo, "no-such-revision", workdir)
+    checked_out = baseline.create(repo, "HEAD~1", workdir)
+    assert (checked_out.commit, checked_out.subject) == (first, "first")
+    assert checked_out.src_dirs == [checked_out.root / "packages" / "peregrine-core" / "src"]
+    assert (checked_out.src_dirs[0] / "m.py").read_text() == "X = 1\n"
+    assert baseline.registered(repo, checked_out.root)
+    (checked_out.root / "untracked.pyc").write_bytes(b"")  # what a run leaves there
+    assert baseline.remove(repo, checked_out.root) is None
+    assert not checked_out.root.exists()
+    assert not baseline.registered(repo, checked_out.root)
+    head = baseline.commit_of(repo)
+    assert head is not None
+    assert head[1:] == ("second", [])
+    (repo / "new.txt").write_text("x")
+    assert baseline.commit_of(repo) == (head[0], "second", ["new.txt"])
+    assert baseline.commit_of(repo, ignore="new") == (head[0], "second", [])
+
+
+def test_source_digest_sees_edits_and_the_runs_are_split_by_version(tmp_path: Path) -> None:
+    src = tmp_path / "src"
+    (src / "pkg" / "__pycache__").mkdir(parents=True)
+    (src / "pkg" / "m.py").write_text("X = 1\n")
+    before = baseline.source_digest([src])
+    (src / "pkg" / "__pycache__" / "m.cpython-311.pyc").write_bytes(b"\0")
+    assert baseline.source_digest([src]) == before  # byte-code is not source
+    (src / "pkg" / "m.py").write_text("X = 2\n")
+    assert baseline.source_digest([src]) != before
+    assert baseline.changed_spans([]) == []
+    assert baseline.changed_spans(["a", "a", "a"]) == [(1, 3)]
+    assert baseline.changed_spans(["a", "a", "b", "a"]) == [(1, 2), (3, 3), (4, 4)]
+    assert run._source_notes(["a", "a"]) == []
+    (note,) = run._source_notes(["a", "b", "b"])
+    assert "changed during the run" in note
+    assert "run 1: version 1; runs 2–3: version 2" in note
