@@ -19,6 +19,7 @@ PACKAGES = {
     "core": "peregrine-core",
     "ws": "peregrine-ws",
     "static": "peregrine-static",
+    "wsgi": "peregrine-wsgi",
     "examples": "peregrine-examples",
 }
 nox.options.sessions = [*PACKAGES, "lint", "repo", "harness"]

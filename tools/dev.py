@@ -4,7 +4,7 @@
     python3 tools/dev.py counter [--port 3000]   # the counter example on 0.0.0.0:3000
     python3 tools/dev.py test [NOX ARGS...]      # every package's tests, mypy and lint
 
-``counter`` (and ``run MODULE [ARGS]``) creates ``.venv`` with the four packages installed
+``counter`` (and ``run MODULE [ARGS]``) creates ``.venv`` with every package installed
 in editable mode; ``test`` creates ``.venv-nox`` with nox and runs it (nox makes one
 virtualenv per session under ``.nox``). Both reuse what an earlier run set up.
 """
@@ -19,7 +19,7 @@ import venv
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ["peregrine-core", "peregrine-ws", "peregrine-static", "peregrine-examples"]
+PACKAGES = ["peregrine-core", "peregrine-ws", "peregrine-static", "peregrine-wsgi", "peregrine-examples"]
 NOX_REQUIREMENT = "nox>=2024.4.15"
 
 
