@@ -1,0 +1,196 @@
+"""The Flask application the framework tests serve (``python -m peregrine_wsgi ...fw_flask_site:app``).
+
+Every route answers something a test can check exactly: path parameters and what Flask saw
+of the request (host, scheme, remote address), JSON in and out, urlencoded and multipart
+forms (each file's size and SHA-256), a raw upload read from ``request.stream`` in 1 MiB
+pieces (never held whole), streamed responses whose generator waits for the client, error
+pages, static files (``send_file`` through ``wsgi.file_wrapper`` when the server has one) and
+the pages the browser tests load.
+
+A streamed response waits on an event that a second request (``POST /release/TOKEN``) sets,
+so a test can prove that the first piece reached the client while the generator was still
+running: a server that buffered the body would hold the first piece until the wait timed out.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Final
+
+from flask import Flask, Response, abort, jsonify, render_template_string, request
+
+RELEASE_WAIT_SECONDS: Final = 10.0
+UPLOAD_PIECE_BYTES: Final = 1 << 20
+
+app = Flask(__name__, static_folder=str(Path(__file__).parent / "flask_static"), static_url_path="/static")
+
+_lock = threading.Lock()
+_events: dict[str, threading.Event] = {}
+_closed: dict[str, threading.Event] = {}
+
+
+def _event(table: dict[str, threading.Event], token: str) -> threading.Event:
+    with _lock:
+        return table.setdefault(token, threading.Event())
+
+
+@app.get("/users/<int:user_id>/posts/<slug>")
+def user_post(user_id: int, slug: str) -> Response:
+    return jsonify(
+        user_id=user_id,
+        slug=slug,
+        args=request.args.to_dict(flat=False),
+        host=request.host,
+        scheme=request.scheme,
+        url=request.url,
+        remote_addr=request.remote_addr,
+        method=request.method,
+    )
+
+
+@app.post("/api/items")
+def create_item() -> tuple[Response, int, dict[str, str]]:
+    data = request.get_json()  # 400 (Flask's page) when the body is not JSON
+    if not isinstance(data, dict) or not isinstance(data.get("name"), str):
+        abort(422)
+    tags = data.get("tags", [])
+    prices = data.get("prices", [])
+    body = jsonify(
+        name=data["name"],
+        name_upper=data["name"].upper(),
+        tag_count=len(tags),
+        total=sum(prices),
+        content_type=request.content_type,
+    )
+    return body, 201, {"Location": f"/api/items/{data['name']}"}
+
+
+@app.post("/form")
+def form() -> Response:
+    files = {
+        field: [
+            {
+                "filename": f.filename,
+                "content_type": f.content_type,
+                "size": len(content := f.read()),
+                "sha256": hashlib.sha256(content).hexdigest(),
+            }
+            for f in request.files.getlist(field)
+        ]
+        for field in request.files
+    }
+    return jsonify(
+        fields=request.form.to_dict(flat=False),
+        files=files,
+        content_type=request.mimetype,
+    )
+
+
+@app.post("/upload")
+def upload() -> Response:
+    """The body's length and SHA-256, read in pieces from the WSGI input stream."""
+    digest = hashlib.sha256()
+    length = 0
+    while piece := request.stream.read(UPLOAD_PIECE_BYTES):
+        digest.update(piece)
+        length += len(piece)
+    return jsonify(
+        length=length,
+        sha256=digest.hexdigest(),
+        content_length=request.content_length,
+        transfer_encoding=request.headers.get("Transfer-Encoding"),
+    )
+
+
+@app.post("/release/<token>")
+def release(token: str) -> str:
+    _event(_events, token).set()
+    return "released\n"
+
+
+@app.get("/stream/<token>")
+def stream(token: str) -> Response:
+    """``first``, then (once ``/release/TOKEN`` came, or after the wait ran out) the rest."""
+    released = _event(_events, token)
+    closed = _event(_closed, token)
+
+    def pieces() -> Iterator[bytes]:
+        try:
+            yield b"first piece\n"
+            yield b"released\n" if released.wait(RELEASE_WAIT_SECONDS) else b"timed out\n"
+            for i in range(3):
+                yield f"piece {i}\n".encode()
+        finally:
+            closed.set()
+
+    return Response(pieces(), mimetype="text/plain")
+
+
+@app.get("/closed/<token>")
+def was_closed(token: str) -> Response:
+    """Whether the generator of ``/stream/TOKEN`` ended (returned, or was closed), waiting a little."""
+    return jsonify(closed=_event(_closed, token).wait(float(request.args.get("wait", "5"))))
+
+
+@app.get("/broken-stream")
+def broken_stream() -> Response:
+    def pieces() -> Iterator[bytes]:
+        yield b"partial body\n"
+        raise RuntimeError("the generator failed after the first piece")
+
+    return Response(pieces(), mimetype="text/plain")
+
+
+@app.get("/boom")
+def boom() -> str:
+    raise RuntimeError("secret-detail-6f1c: must never reach the client")
+
+
+@app.get("/missing")
+def missing() -> str:
+    abort(404)
+
+
+PAGE: Final = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Flask on Peregrine</title>
+<link rel="stylesheet" href="{{ url_for('static', filename='app.css') }}"></head>
+<body>
+<h1>Hello from Flask</h1>
+<form id="f" method="post" action="{{ url_for('browser_result') }}">
+  <input type="text" name="message" value="">
+  <input type="hidden" name="marker" value="from-browser">
+</form>
+<script>
+  document.body.dataset.h1Color = getComputedStyle(document.querySelector("h1")).color;
+  if (location.hash !== "#no-submit") {
+    document.forms.f.elements.message.value = "h\\u00e9llo <b>world</b> & more";
+    document.forms.f.submit();
+  }
+</script>
+</body></html>
+"""
+
+RESULT: Final = """<!doctype html>
+<html><head><meta charset="utf-8"><title>Posted</title></head>
+<body><p id="result">You posted: {{ message }}</p><p id="marker">{{ marker }}</p>
+<p id="method">{{ method }}</p><p id="type">{{ content_type }}</p></body></html>
+"""
+
+
+@app.get("/browser")
+def browser_page() -> str:
+    return render_template_string(PAGE)
+
+
+@app.post("/browser/result")
+def browser_result() -> str:
+    return render_template_string(
+        RESULT,
+        message=request.form.get("message", "(none)"),
+        marker=request.form.get("marker", "(none)"),
+        method=request.method,
+        content_type=request.mimetype,
+    )
