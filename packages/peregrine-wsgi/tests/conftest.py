@@ -16,10 +16,10 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
+from peregrine_wsgi import WSGIHandler
 
 from peregrine_core import Request, Server, ServerConfig
 from peregrine_core.testing import serve
-from peregrine_wsgi import WSGIHandler
 
 TIMEOUT = 5.0
 
@@ -192,8 +192,10 @@ def exchange(port: int, data: bytes, head_request: bool = False) -> tuple[Reply,
 
 
 def get(path: str, *headers: str, method: str = "GET") -> bytes:
+    if not any(h.lower().startswith("host:") for h in headers):
+        headers = ("Host: test", *headers)
     lines = "".join(f"{h}\r\n" for h in headers)
-    return f"{method} {path} HTTP/1.1\r\nHost: test\r\n{lines}\r\n".encode("latin-1")
+    return f"{method} {path} HTTP/1.1\r\n{lines}\r\n".encode("latin-1")
 
 
 @pytest.fixture

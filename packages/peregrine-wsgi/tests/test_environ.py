@@ -6,10 +6,10 @@ import logging
 from typing import Any
 
 import pytest
-from conftest import make_request
-
 from peregrine_wsgi import ErrorStream, FileWrapper, WSGIHandler
 from peregrine_wsgi._environ import _after_fork_in_child
+
+from conftest import make_request
 
 
 def _app(environ: dict[str, Any], start_response: Any) -> list[bytes]:

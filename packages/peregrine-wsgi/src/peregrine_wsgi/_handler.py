@@ -56,7 +56,7 @@ HOP_BY_HOP: Final = frozenset(
 )
 _TOKEN: Final = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAD_VALUE: Final = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]|[^\x00-\xff]")
-_STATUS: Final = re.compile(r"[2-5][0-9][0-9](?: [^\x00-\x08\x0a-\x1f\x7f]*)?")
+_STATUS: Final = re.compile(r"[2-5][0-9][0-9] [^\x00-\x08\x0a-\x1f\x7f]*")
 _BODYLESS: Final = frozenset({204, 304})
 _ERROR_BODY: Final = b"Internal Server Error\n"
 _MEMO_MAX_ENTRIES: Final = 512
@@ -291,21 +291,38 @@ class WSGIHandler:
     def _respond(self, req: Request, resp: Response, call: _Call, result: Iterable[bytes]) -> None:
         kind = type(result)
         if kind is list or kind is tuple:
-            if not call.code:
-                raise LocalProtocolError("the WSGI application returned without calling start_response()")
-            if call.writer is not None:
-                write = call.writer.write
-                for piece in result:
-                    write(_checked(piece))
-                return
-            try:
-                body = b"".join(result)
-            except TypeError:
-                for piece in result:
-                    _checked(piece)
-                raise
-            self._set_body(req, resp, call, body)
+            self._respond_sequence(req, resp, call, result)  # type: ignore[arg-type]
             return
+        if isinstance(result, list | tuple):  # a subclass may have close()
+            try:
+                self._respond_sequence(req, resp, call, result)
+            finally:
+                close = getattr(result, "close", None)
+                if close is not None:
+                    close()
+            return
+        self._respond_iterable(req, resp, call, result)
+
+    def _respond_sequence(
+        self, req: Request, resp: Response, call: _Call, result: list[bytes] | tuple[bytes, ...]
+    ) -> None:
+        if not call.code:
+            raise LocalProtocolError("the WSGI application returned without calling start_response()")
+        if call.writer is not None:
+            write = call.writer.write
+            for piece in result:
+                write(_checked(piece))
+            return
+        try:
+            body = b"".join(result)
+        except TypeError:
+            for piece in result:
+                _checked(piece)
+            raise
+        self._set_body(req, resp, call, body)
+
+    def _respond_iterable(self, req: Request, resp: Response, call: _Call, result: Iterable[bytes]) -> None:
+        kind = type(result)
         close = getattr(result, "close", None)
         try:
             if kind is FileWrapper and call.writer is None and call.code:
