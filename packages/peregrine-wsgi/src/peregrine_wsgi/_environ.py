@@ -86,6 +86,44 @@ def normalize_root_path(root_path: str) -> str:
     return root.encode("utf-8").decode("latin-1")
 
 
+class _EmptyInput(io.BufferedIOBase):
+    """``wsgi.input`` of a request without a body: always at its end.
+
+    One instance is shared by every such request, so it holds no state: reads give
+    ``b""``, seeks stay at 0 and ``close()`` does nothing.
+    """
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int | None = -1, /) -> bytes:
+        return b""
+
+    def read1(self, size: int | None = -1, /) -> bytes:
+        return b""
+
+    def readline(self, size: int | None = -1, /) -> bytes:
+        return b""
+
+    def readinto(self, buffer: Any, /) -> int:
+        return 0
+
+    def seek(self, offset: int, whence: int = 0, /) -> int:
+        return 0
+
+    def tell(self) -> int:
+        return 0
+
+    def close(self) -> None:
+        pass  # shared: never closed
+
+
+EMPTY_INPUT: Final = _EmptyInput()
+
+
 class ErrorStream(io.TextIOBase):
     """``wsgi.errors``: a text stream whose lines go to the logger ``peregrine_wsgi.errors``.
 
@@ -160,9 +198,6 @@ class EnvironBuilder:
             self.template = {**self.template, "wsgi.multiprocess": True}
 
     def _server(self, local_addr: object, host_header: str | None, scheme: str) -> tuple[str, str]:
-        names = self._server_names.get(local_addr)
-        if names is not None:
-            return names
         if isinstance(local_addr, tuple) and len(local_addr) >= 2:
             names = (str(local_addr[0]), str(local_addr[1]))
             if len(self._server_names) < 64:
@@ -181,37 +216,44 @@ class EnvironBuilder:
     def build(self, req: Request) -> dict[str, Any]:
         """The environ of ``req`` (a new dict the application may change)."""
         environ = self.template.copy()
+        target = req.target
         environ["REQUEST_METHOD"] = req.method
         environ["SERVER_PROTOCOL"] = req.version
-        environ["RAW_URI"] = environ["REQUEST_URI"] = req.target
-        environ["QUERY_STRING"] = req.query
-        path = req.path
+        environ["RAW_URI"] = environ["REQUEST_URI"] = target
+        if target[:1] == "/":  # origin-form, the usual case: split it here
+            mark = target.find("?")
+            if mark < 0:
+                path = target
+                environ["QUERY_STRING"] = ""
+            else:
+                path = target[:mark]
+                environ["QUERY_STRING"] = target[mark + 1 :]
+        else:  # absolute-form, "*"...: the Request knows how
+            path = req.path
+            environ["QUERY_STRING"] = req.query
         if "%" in path:
             path = unquote_to_bytes(path).decode("latin-1")
         root = self.root_path
         if root and (path == root or path.startswith(self._root_slash)):
             path = path[len(root) :]
         environ["PATH_INFO"] = path
-        scheme = req.scheme
-        environ["wsgi.url_scheme"] = scheme
+        scheme = environ["wsgi.url_scheme"] = req.scheme
 
-        host: str | None = None
         length_sent = False
+        keys = _KEYS
         for name, value in req.headers:
-            key = _KEYS.get(name)
+            key = keys.get(name)
             if key is None:
                 key = _key(name)
             if not key:
                 lower = name.lower()
                 if lower == "content-type":
                     environ["CONTENT_TYPE"] = value
-                elif lower in ("content-length", "transfer-encoding"):
+                elif lower == "content-length" or lower == "transfer-encoding":
                     length_sent = True
                 elif "_" in name:
                     log.debug("dropped request header %r: its name holds an underscore", name)
                 continue
-            if key == "HTTP_HOST" and host is None:
-                host = value
             old = environ.get(key)
             if old is None:
                 environ[key] = value
@@ -220,13 +262,21 @@ class EnvironBuilder:
             else:
                 environ[key] = old + "," + value
 
-        environ["SERVER_NAME"], environ["SERVER_PORT"] = self._server(req.local_addr, host, scheme)
+        local = req.local_addr
+        names = self._server_names.get(local)
+        if names is None:
+            names = self._server(local, environ.get("HTTP_HOST"), scheme)
+        environ["SERVER_NAME"], environ["SERVER_PORT"] = names
         remote = req.remote_addr
-        if isinstance(remote, tuple) and len(remote) >= 2:
-            environ["REMOTE_ADDR"] = str(remote[0])
+        if type(remote) is tuple and len(remote) >= 2:
+            environ["REMOTE_ADDR"] = remote[0]
             environ["REMOTE_PORT"] = str(remote[1])
         length = req.body_length
-        if length or length_sent:
+        if length:
             environ["CONTENT_LENGTH"] = str(length)
-        environ["wsgi.input"] = req.body_file
+            environ["wsgi.input"] = req.body_file
+        else:
+            if length_sent:
+                environ["CONTENT_LENGTH"] = "0"
+            environ["wsgi.input"] = EMPTY_INPUT
         return environ

@@ -63,7 +63,8 @@ _MEMO_MAX_ENTRIES: Final = 512
 # Checked status lines and ordinary (name, value) header pairs: applications send the same
 # few again and again. Plain dicts whose single operations are atomic; bounded.
 _STATUS_MEMO: dict[str, int] = {}
-_FIELD_MEMO: dict[tuple[str, str], bool] = {}
+# A pair's memo value: -1 for an ordinary field, else the Content-Length it declares.
+_FIELD_MEMO: dict[tuple[str, str], int] = {}
 
 
 def _parse_status(status: object) -> int:
@@ -171,9 +172,19 @@ class _Call:
         fields: list[tuple[str, str]] = []
         length: int | None = None
         close = False
+        memo = _FIELD_MEMO
         for field in headers:
-            if type(field) is tuple and _FIELD_MEMO.get(field):
-                fields.append(field)
+            try:
+                known = memo.get(field) if type(field) is tuple else None
+            except TypeError:  # unhashable: _check_field says what is wrong
+                known = None
+            if known is not None:
+                if known < 0:
+                    fields.append(field)
+                    continue
+                if length is not None and length != known:
+                    raise LocalProtocolError(f"two different Content-Length headers: {length} and {known}")
+                length = known
                 continue
             name, value = _check_field(field)
             lower = name.lower()
@@ -184,14 +195,17 @@ class _Call:
                 if length is not None and length != int(text):
                     raise LocalProtocolError(f"two different Content-Length headers: {length} and {text}")
                 length = int(text)
+                if len(memo) >= _MEMO_MAX_ENTRIES:
+                    memo.clear()
+                memo[(name, value)] = length
             elif lower in HOP_BY_HOP:
                 if lower == "connection" and "close" in (t.strip().lower() for t in value.split(",")):
                     close = True
                 self.handler._warn_hop_by_hop(name)
             else:
-                if len(_FIELD_MEMO) >= _MEMO_MAX_ENTRIES:
-                    _FIELD_MEMO.clear()
-                _FIELD_MEMO[(name, value)] = True
+                if len(memo) >= _MEMO_MAX_ENTRIES:
+                    memo.clear()
+                memo[(name, value)] = -1
                 fields.append((name, value))
         self.code = code
         self.fields = fields
