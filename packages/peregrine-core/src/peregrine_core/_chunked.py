@@ -11,6 +11,7 @@ from __future__ import annotations
 import re
 from typing import Final
 
+from ._body import BodyBuffer
 from ._h1 import _TOKEN, _TOKEN_BYTES, _bad, _defect_error, _first_defect
 
 __all__ = ["ChunkedReader"]
@@ -92,6 +93,8 @@ class ChunkedReader:
     Args:
         max_body_bytes: largest decoded body (413 beyond).
         max_trailer_bytes: largest trailer section, final CRLF included (431 beyond).
+        spool_bytes: decoded bytes kept in memory; beyond, the body goes to a temporary
+            file (see :class:`~peregrine_core._body.BodyBuffer`).
     """
 
     __slots__ = (
@@ -106,10 +109,12 @@ class ChunkedReader:
 
     _SIZE, _DATA, _DATA_END, _TRAILER = range(4)
 
-    def __init__(self, max_body_bytes: int, max_trailer_bytes: int = 8192) -> None:
+    def __init__(
+        self, max_body_bytes: int, max_trailer_bytes: int = 8192, spool_bytes: int | None = None
+    ) -> None:
         self.max_body_bytes = max_body_bytes
         self._trailer_budget = max_trailer_bytes
-        self._body = bytearray()
+        self._body = BodyBuffer(max_body_bytes if spool_bytes is None else spool_bytes)
         self._state = self._SIZE
         self._remaining = 0
         self._trailer_fields = 0
@@ -118,7 +123,12 @@ class ChunkedReader:
     @property
     def body(self) -> bytes:
         """The body decoded so far (all of it once ``done``)."""
-        return bytes(self._body)
+        return self._body.getvalue()
+
+    @property
+    def buffer(self) -> BodyBuffer:
+        """The decoded body, to hand to the request once ``done`` (or to close)."""
+        return self._body
 
     def feed(self, buf: bytes, pos: int) -> int:
         """Consume from ``buf[pos:]``; return the offset of the first byte not consumed.
@@ -154,7 +164,7 @@ class ChunkedReader:
                     self._state = self._TRAILER
             elif state == self._DATA:
                 take = min(self._remaining, end - pos)
-                self._body += memoryview(buf)[pos : pos + take]
+                self._body.write(memoryview(buf)[pos : pos + take])
                 pos += take
                 self._remaining -= take
                 if self._remaining == 0:

@@ -96,6 +96,9 @@ class ServerConfig:
     """Most header fields in one request; more gets 431."""
     max_body_bytes: int = 1_048_576
     """Largest request body; larger gets 413 before it is read."""
+    body_buffer_bytes: int = 1_048_576
+    """Largest request body kept in memory while it arrives; a larger one (up to
+    ``max_body_bytes``) goes to an anonymous temporary file, removed when the request ends."""
     header_timeout: float = 10.0
     """Absolute time allowed for a request's head once its first byte arrived (slowloris); 408."""
     body_timeout: float = 30.0

@@ -31,6 +31,7 @@ from ._response import FileBody
 
 if TYPE_CHECKING:
     from ._request import Request
+    from ._stream import BodyStream
     from .transport import Transport
 
 __all__ = ["Connection", "State", "flush"]
@@ -55,6 +56,7 @@ class Connection(H1Protocol):
         "fd",
         "paused",
         "requests",
+        "streaming",
         "transport",
         "upgrade",
         "writing",
@@ -71,6 +73,7 @@ class Connection(H1Protocol):
     ) -> None:
         super().__init__(limits, memo, addr, ka10_tail)
         self.transport = transport
+        self.where = transport
         self.fd = transport.fileno()
         self.writing = False  # registered for writability
         self.paused = False  # out of the poller while a handler call of it runs elsewhere
@@ -79,11 +82,13 @@ class Connection(H1Protocol):
         self.deadline = deadline
         self.requests = 0
         self.calling: Head | None = None  # the request whose handler call runs elsewhere
+        self.streaming: BodyStream | None = None  # a streamed body the loop is sending
         # (plugin, request, bytes after the request, handshake state) once a 101 is queued
         self.upgrade: tuple[Any, Request, bytes, object] | None = None
 
     def discard_output(self) -> None:
-        """Drop queued output, closing any file it holds."""
+        """Drop queued output, closing any file it holds, and a body still arriving."""
+        self.drop_body()
         for item in self.out:
             if isinstance(item, FileBody):
                 item.close()

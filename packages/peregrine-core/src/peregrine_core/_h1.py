@@ -109,9 +109,17 @@ class Limits:
         max_header_count: most header fields (431 beyond).
         max_body_bytes: largest body; the server answers 413 beyond (before reading a
             Content-Length body, as soon as a chunk would cross it for a chunked one).
+        body_buffer_bytes: largest body kept in memory while it arrives; a larger one goes
+            to a temporary file.
     """
 
-    __slots__ = ("max_body_bytes", "max_header_bytes", "max_header_count", "max_request_line_bytes")
+    __slots__ = (
+        "body_buffer_bytes",
+        "max_body_bytes",
+        "max_header_bytes",
+        "max_header_count",
+        "max_request_line_bytes",
+    )
 
     def __init__(
         self,
@@ -119,11 +127,13 @@ class Limits:
         max_header_bytes: int = 32768,
         max_header_count: int = 100,
         max_body_bytes: int = 1 << 20,
+        body_buffer_bytes: int = 1 << 20,
     ) -> None:
         self.max_request_line_bytes = max_request_line_bytes
         self.max_header_bytes = max_header_bytes
         self.max_header_count = max_header_count
         self.max_body_bytes = max_body_bytes
+        self.body_buffer_bytes = body_buffer_bytes
 
 
 # method, target, version, headers, content_length, chunked, keep_alive, expect_continue, upgrade

@@ -25,14 +25,19 @@ from __future__ import annotations
 
 import enum
 import logging
-from typing import Final
+from typing import TYPE_CHECKING, Final
 
+from ._body import BodyBuffer
 from ._chunked import ChunkedReader
 from ._errors import RemoteProtocolError
 from ._h1 import _LINE_AND_CTL_BYTES, Head, HeadMemo, Limits, parse_head
 from ._log import escape
 from ._response import FileBody, Response
 from ._status import reason_phrase, status_line
+
+if TYPE_CHECKING:
+    from ._request import _Where
+    from ._stream import BodyStream
 
 __all__ = ["H1Protocol", "State", "error_response"]
 
@@ -88,6 +93,7 @@ class H1Protocol:
         "ended",
         "out",
         "state",
+        "where",
     )
 
     def __init__(
@@ -110,8 +116,9 @@ class H1Protocol:
         self._pos = 0
         self._blank = False  # _buf holds nothing but empty lines, waiting for a request
         self._head: Head | None = None  # a head whose body is arriving
-        self._body = bytearray()  # a Content-Length body arriving
+        self._body: BodyBuffer | None = None  # a Content-Length body arriving
         self._chunked: ChunkedReader | None = None
+        self.where: _Where | None = None  # the transport: requests' local_addr and scheme
         self.ended = False  # a response ended the connection: nothing more is parsed
         # A list, not a deque: it holds a handful of buffers, and an empty deque costs
         # ~600 bytes per connection.
@@ -198,18 +205,19 @@ class H1Protocol:
                     if not reader.done:
                         self._need_more(buf, pos)
                         return None
-                    head.request.body = reader.body
                     self._chunked = None
+                    reader.buffer.give(head.request)
                 else:
                     body = self._body
-                    take = min(head.content_length - len(body), end - pos)
-                    body += memoryview(buf)[pos : pos + take]
+                    assert body is not None
+                    take = min(head.content_length - body.size, end - pos)
+                    body.write(memoryview(buf)[pos : pos + take])
                     pos += take
-                    if len(body) < head.content_length:
+                    if body.size < head.content_length:
                         self._need_more(buf, pos)
                         return None
-                    head.request.body = bytes(body)
-                    self._body = bytearray()
+                    self._body = None
+                    body.give(head.request)
                 head.request.received_at = received  # its last byte came with this read
                 self._head = None
             else:
@@ -242,31 +250,44 @@ class H1Protocol:
                             413,
                         )
                     if head.chunked:
-                        reader = ChunkedReader(limits.max_body_bytes, limits.max_header_bytes)
+                        reader = ChunkedReader(
+                            limits.max_body_bytes, limits.max_header_bytes, limits.body_buffer_bytes
+                        )
+                        self._chunked = reader
                         pos = reader.feed(buf, pos)
                         if reader.done:
-                            head.request.body = reader.body
+                            self._chunked = None
+                            reader.buffer.give(head.request)
                         else:
-                            self._chunked = reader
                             self._body_begins(head, buf, pos)
                             return None
                     elif end - pos >= head.content_length:
-                        head.request.body = buf[pos : pos + head.content_length]
+                        head.request._body = buf[pos : pos + head.content_length]
                         pos += head.content_length
-                    else:  # the rest arrives into a bytearray, not by re-joining
-                        self._body = bytearray(memoryview(buf)[pos:end])
+                    else:  # the rest arrives into a buffer (or a file), not by re-joining
+                        self._body = BodyBuffer(limits.body_buffer_bytes, memoryview(buf)[pos:end])
                         self._body_begins(head, buf, end)
                         return None
         except RemoteProtocolError:
             self._buf = b""
             self._pos = 0
             self._head = None
-            self._chunked = None
+            self.drop_body()
             self.ended = True
             raise
         self._pos = pos
         self.state = _IDLE
+        head.request._where = self.where
         return head
+
+    def drop_body(self) -> None:
+        """Drop a body that was arriving (the connection ends before it is complete)."""
+        reader, self._chunked = self._chunked, None
+        if reader is not None:
+            reader.buffer.close()
+        body, self._body = self._body, None
+        if body is not None:
+            body.close()
 
     def _need_more(self, buf: bytes, pos: int) -> None:
         self._buf = buf[pos:] if pos < len(buf) else b""
@@ -353,6 +374,110 @@ class H1Protocol:
             else:  # a large body is not copied: head and body go out in one sendmsg
                 out.append(b"".join(parts))
                 out.append(body)  # type: ignore[arg-type]
+        if not keep:
+            self.ended = True
+        return keep
+
+    def respond_stream(self, head: Head, resp: Response, stream: BodyStream, keep: bool, date: bytes) -> bool:
+        """Queue the head of a streamed response; the body follows through :meth:`frame`
+        and :meth:`end_stream`. Sets the stream's framing; returns whether the connection
+        may persist after it."""
+        req = head.request
+        status = resp._status
+        stream.started = True
+        if req.method == "CONNECT" and 200 <= status < 300:
+            stream.bodyless = True
+            self.respond(head, resp, False, date)  # refuses the 2xx (501), ends the connection
+            return False
+        keep = keep and head.keep_alive and not resp.close_connection
+        lines = resp._lines
+        fields = "".join(lines).encode("latin-1") if lines else b""
+        date = b"" if resp._has_date else date
+        length = stream.length
+        no_content = status < 200 or status == 204 or status == 304
+        if no_content:
+            framing = b""
+        elif length is not None:
+            framing = b"Content-Length: %d\r\n" % length
+            stream.remaining = length
+        elif req.version == "HTTP/1.1":
+            framing = b"Transfer-Encoding: chunked\r\n"
+            stream.chunked = True
+        else:
+            framing = b""  # HTTP/1.0: the end of the body is the end of the connection
+            if req.method != "HEAD":
+                keep = False
+        if no_content or req.method == "HEAD":
+            stream.bodyless = True
+            stream.chunked = False
+            stream.remaining = -1
+        if resp._has_upgrade:
+            tail = _UPGRADE_KA_TAIL if keep else _UPGRADE_CLOSE_TAIL
+        elif keep:
+            tail = _KA11_TAIL if req.version == "HTTP/1.1" else self._ka10_tail
+        else:
+            tail = _CLOSE_TAIL
+        self.out.append(b"".join((status_line(status), fields, framing, date, tail)))
+        stream.keep = keep
+        if not keep:
+            self.ended = True
+        return keep
+
+    def frame(self, stream: BodyStream, chunks: list[bytes]) -> None:
+        """Queue pieces of a streamed body, framed as :meth:`respond_stream` decided."""
+        if stream.bodyless or stream.gone:
+            return
+        out = self.out
+        if stream.chunked:
+            size = 0
+            parts: list[bytes] = []
+            for chunk in chunks:
+                parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
+                size += len(chunk)
+            if size <= _JOIN_MAX_BODY_BYTES:
+                out.append(b"".join(parts))
+            else:
+                out.extend(parts)
+        elif stream.remaining >= 0:
+            remaining = stream.remaining
+            for chunk in chunks:
+                if len(chunk) > remaining:
+                    log.error(
+                        "a streamed body is longer than its declared length (%d bytes); "
+                        "the rest is dropped and the connection closed",
+                        stream.length,
+                    )
+                    if remaining:
+                        out.append(chunk[:remaining])
+                    stream.remaining = 0
+                    stream.keep = False
+                    self.ended = True
+                    stream.abandon()  # the producer stops
+                    return
+                out.append(chunk)
+                remaining -= len(chunk)
+            stream.remaining = remaining
+        else:
+            out.extend(chunks)
+
+    def end_stream(self, stream: BodyStream) -> bool:
+        """Queue the end of a streamed body; whether the connection may persist after it."""
+        keep = stream.keep
+        if stream.bodyless:
+            return keep
+        if stream.failed:
+            keep = False  # the body is incomplete: only closing tells the client so
+        elif stream.chunked:
+            self.out.append(b"0\r\n\r\n")
+        elif stream.remaining > 0:
+            log.error(
+                "a streamed body ended %d bytes short of its declared length (%d); closing the connection",
+                stream.remaining,
+                stream.length,
+            )
+            keep = False
+        elif stream.remaining < 0:
+            keep = False  # close-delimited
         if not keep:
             self.ended = True
         return keep

@@ -9,11 +9,23 @@ one request: nothing of an earlier request is ever visible through it.
 
 from __future__ import annotations
 
+import io
 import re
 import time
 from collections.abc import Iterator, KeysView
+from typing import IO, Protocol
 
 __all__ = ["Request"]
+
+
+class _Where(Protocol):
+    """Where a request arrived (the connection's transport)."""
+
+    @property
+    def local_address(self) -> object: ...
+
+    @property
+    def scheme(self) -> str: ...
 
 
 class Request:
@@ -25,7 +37,6 @@ class Request:
             ``host:port`` for CONNECT), not percent-decoded.
         version: ``"HTTP/1.0"`` or ``"HTTP/1.1"``.
         headers: the header fields as ``(name, value)`` pairs in the order received.
-        body: the request body (``b""`` when there is none); chunked bodies are decoded.
         remote_addr: the peer's address as returned by ``accept()``.
         received_at: a :func:`time.monotonic` time by which the request had been received
             in full (taken after the read that completed it; the time of construction when
@@ -36,9 +47,12 @@ class Request:
     """
 
     __slots__ = (
+        "_body",
+        "_body_file",
         "_index",
+        "_length",
         "_path_end",
-        "body",
+        "_where",
         "headers",
         "method",
         "received_at",
@@ -61,7 +75,10 @@ class Request:
         self.target = target
         self.version = version
         self.headers = headers
-        self.body = body
+        self._body: bytes | None = body  # None: the body is in _body_file (spooled)
+        self._body_file: IO[bytes] | None = None
+        self._length = -1  # a spooled body's length
+        self._where: _Where | None = None
         self.remote_addr = remote_addr
         self._index: dict[str, list[str]] | None = None
         self._path_end = -2
@@ -69,6 +86,86 @@ class Request:
 
     def __repr__(self) -> str:
         return f"<Request {self.method} {self.target!r} {self.version}>"
+
+    # --- body -----------------------------------------------------------------------------
+
+    @property
+    def body(self) -> bytes:
+        """The whole request body (``b""`` when there is none); chunked bodies are decoded.
+
+        A body larger than ``ServerConfig.body_buffer_bytes`` arrived into a temporary
+        file: reading this attribute then loads all of it into memory. Prefer
+        :attr:`body_file`, which works for every body.
+        """
+        body = self._body
+        if body is not None:
+            return body
+        file = self._body_file
+        assert file is not None
+        at = file.tell()
+        try:
+            file.seek(0)
+            return file.read()
+        finally:
+            file.seek(at)
+
+    @body.setter
+    def body(self, data: bytes) -> None:
+        self._discard_file()
+        self._body = data
+
+    @property
+    def body_file(self) -> IO[bytes]:
+        """The body as a readable binary file, positioned at its start on first access.
+
+        The same object on every access; it holds exactly the body (reading past its end
+        gives ``b""``). The server closes it when the response is done.
+        """
+        file = self._body_file
+        if file is None:
+            file = self._body_file = io.BytesIO(self._body or b"")
+        return file
+
+    @property
+    def body_length(self) -> int:
+        """The body's length in bytes (the whole body is received before the handler runs)."""
+        body = self._body
+        return len(body) if body is not None else self._length
+
+    def _spool(self, file: IO[bytes], length: int) -> None:
+        """The body is ``length`` bytes in ``file`` (an anonymous temporary file)."""
+        self._discard_file()
+        file.seek(0)
+        self._body = None
+        self._body_file = file
+        self._length = length
+
+    def _discard_file(self) -> None:
+        """Close the body's file (a spooled body's temporary file goes with it)."""
+        file, self._body_file = self._body_file, None
+        if file is not None:
+            if self._body is None:
+                self._body = b""
+                self._length = -1
+            try:
+                file.close()
+            except OSError:  # pragma: no cover - closing an anonymous temporary file
+                pass
+
+    # --- where it arrived ------------------------------------------------------------------
+
+    @property
+    def local_addr(self) -> object:
+        """The local address the connection arrived on (``socket.getsockname()``), or
+        ``None`` when unknown (a request built by hand)."""
+        where = self._where
+        return None if where is None else where.local_address
+
+    @property
+    def scheme(self) -> str:
+        """``"http"`` (``"https"`` over TLS)."""
+        where = self._where
+        return "http" if where is None else where.scheme
 
     # --- target ---------------------------------------------------------------------------
 

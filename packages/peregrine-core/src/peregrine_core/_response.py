@@ -20,6 +20,7 @@ from collections.abc import Callable, Iterable
 from typing import Final, Protocol
 
 from ._errors import LocalProtocolError
+from ._stream import BodyWriter, StreamState, create, state_of
 
 __all__ = ["FileBody", "HeaderBlock", "Response"]
 
@@ -134,6 +135,7 @@ class Response:
         "_has_upgrade",
         "_lines",
         "_status",
+        "_streaming",
         "body",
         "close_connection",
         "file",
@@ -151,6 +153,7 @@ class Response:
         self.upgrade_protocol: str | None = None
         self.upgrade_state: object = None
         self._has_upgrade = False
+        self._streaming: StreamState | None = None
 
     def __repr__(self) -> str:
         return f"<Response {self._status}>"
@@ -254,6 +257,8 @@ class Response:
 
     def set_body(self, data: bytes | bytearray | memoryview | str) -> None:
         """Set the body; a ``str`` is encoded as UTF-8. Replaces any earlier body or file."""
+        if self._streaming is not None and self._streaming.active:
+            raise LocalProtocolError("the body is streamed (set_stream() or stream() was called)")
         if isinstance(data, str):
             data = data.encode("utf-8")
         elif not isinstance(data, _BODY_TYPES):
@@ -292,6 +297,74 @@ class Response:
         self._drop_file()
         self.body = b""
         self.file = FileBody(None, offset, count, opener)
+
+    def set_stream(self, body: Iterable[bytes | bytearray | memoryview], length: int | None = None) -> None:
+        """Send ``body``, an iterable of byte strings, as it is produced.
+
+        After the handler returns, the server iterates ``body`` on the handler's thread
+        (waiting for the next piece does not stall other clients: the call is moved off the
+        loop like any call that blocks) and sends each piece as it comes. Iteration waits
+        while the client is not reading, so memory stays bounded. The server calls
+        ``body.close()``, when it has one, in every case: at the end, when the client goes
+        away, when iterating raises, and for HEAD (and 1xx, 204, 304) where nothing is
+        iterated.
+
+        Framing: a body that is complete by the time the call returns, without having
+        waited, goes out with a ``Content-Length``. Otherwise HTTP/1.1 gets
+        ``Transfer-Encoding: chunked`` unless ``length`` was given, and HTTP/1.0 a body
+        delimited by closing the connection. With ``length``, exactly that many bytes are
+        sent: a body that turns out shorter or longer ends the connection (a shorter one
+        is cut, the client sees it incomplete; the rest of a longer one is dropped and
+        logged), never a mis-framed response. Empty pieces are skipped; a piece that is
+        not bytes ends the response likewise.
+
+        After :meth:`stream`, the iterable continues the body after what was written.
+        """
+        if length is not None and (type(length) is not int or length < 0):
+            raise LocalProtocolError(f"length must be a non-negative integer or None, not {length!r}")
+        if not isinstance(body, Iterable) or isinstance(body, str | bytes | bytearray | memoryview):
+            raise LocalProtocolError(
+                f"set_stream() takes an iterable of byte strings, not {type(body).__name__} (use set_body)"
+            )
+        state = state_of(self)
+        if state.stream is not None:
+            if length is not None and length != state.stream.length:
+                raise LocalProtocolError("the length was already given to stream()")
+        else:
+            state.length = length
+        state.source = body
+        state.active = True
+        self.body = b""
+        self._drop_file()
+
+    def stream(self, length: int | None = None) -> BodyWriter:
+        """Start the body now and return a writer to send it piece by piece.
+
+        For code that produces the body as it goes from inside the handler (WSGI's
+        ``write()``). Status and headers must be set first: the head goes out before the
+        first piece. ``BodyWriter.write`` waits while the client is not reading and raises
+        :class:`~peregrine_core.ClientDisconnected` once the connection is gone. Framing
+        and ``length`` as for :meth:`set_stream`; the body ends when the handler returns
+        (or, after :meth:`set_stream`, when its iterable ends).
+        """
+        if length is not None and (type(length) is not int or length < 0):
+            raise LocalProtocolError(f"length must be a non-negative integer or None, not {length!r}")
+        state = self._streaming
+        if state is not None and state.stream is not None:
+            if length is not None and length != state.stream.length:
+                raise LocalProtocolError("stream() was already called with another length")
+            return BodyWriter(state.stream)
+        if state is not None and state.length is not None and length is None:
+            length = state.length
+        self.body = b""
+        self._drop_file()
+        return BodyWriter(create(self, length))
+
+    @property
+    def streaming(self) -> bool:
+        """Whether the body is streamed (:meth:`set_stream` or :meth:`stream` was called)."""
+        state = self._streaming
+        return state is not None and state.active
 
     def _drop_file(self) -> None:
         if self.file is not None:

@@ -31,7 +31,7 @@ import struct
 import threading
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final, NoReturn
 
 from ._config import ServerConfig
@@ -41,6 +41,7 @@ from ._h1 import Head, HeadMemo, Limits
 from ._log import RateLimitedLog, escape
 from ._protocol import error_response
 from ._response import Response
+from ._stream import STREAM_HIGH_BYTES, BodyStream, ClientDisconnected, attach, create
 from .handoff import HandoffPool, Monitor, Unwind
 from .poller import ERROR, READ, WRITE, Poller, Waker, make_poller
 from .transport import SocketTransport
@@ -136,6 +137,7 @@ class Worker:
             config.max_header_bytes,
             config.max_header_count,
             config.max_body_bytes,
+            config.body_buffer_bytes,
         )
         self._memo = HeadMemo(limits)
         self._poller: Poller = make_poller(config.poller)
@@ -151,9 +153,11 @@ class Worker:
         # Handler calls. Filled by other threads: _handed (by the monitor, under the pool's
         # lock), _completions (by detached threads, likewise). The rest is the driver's.
         self._pool = HandoffPool(self.name, self._drive, self._on_detach)
-        self._handed: deque[tuple[Connection | None, Head]] = deque()  # detached calls, to pause
+        self._handed: deque[tuple[Connection | None, Head, Response | None]] = deque()  # to pause
         self._completions: deque[tuple[Connection, Head, Response, float]] = deque()
         self._waiting: deque[tuple[Connection, Head]] = deque()  # no free handler thread
+        # Streamed bodies with news (filled by any thread): connection, stream, head, response.
+        self._streams: deque[tuple[Connection, BodyStream, Head, Response]] = deque()
         self._max_busy = config.handler_threads  # a call starts only while fewer run elsewhere
         self._queue_max = config.handler_queue
         self._handoff_delay = config.handoff_delay
@@ -161,6 +165,7 @@ class Worker:
         self._careful = False  # calls run elsewhere, or are queued, or offloading is on
         self._attention = False  # a pass has more than reading and answering to do
         self._current: Connection | None = None  # whose request the driver's call serves
+        self._current_resp: Response | None = None  # and the response it fills in
         self._shed = False
         self._stopping = False
         self._force = False
@@ -250,6 +255,7 @@ class Worker:
         ready = self._ready
         read = self._read
         completions = self._completions
+        streams = self._streams  # streamed bodies with more to send
         pool = self._pool
         monotonic = time.monotonic
         monitor = pool.monitor
@@ -259,7 +265,7 @@ class Worker:
                 if self._attend():
                     return
             timeout: float | None = None
-            if ready or completions or read:  # read: left by a driver whose call was detached
+            if ready or completions or read or streams:  # read: left by a detached driver
                 timeout = 0.0
             elif conns:
                 wake_at = max(self._next_deadline, self._last_sweep + SWEEP_INTERVAL_SECONDS)
@@ -314,6 +320,8 @@ class Worker:
         pool = self._pool
         if self._handed:
             self._pause_handed()
+        if self._streams:
+            self._take_streams()
         if self._completions or self._waiting:
             pool.begin_pass()
             self._take_completions()
@@ -326,7 +334,7 @@ class Worker:
             pool.begin_pass()
             if self._check_stop():
                 return True
-        if careful or self._stopping or self._completions or self._handed:
+        if careful or self._stopping or self._completions or self._handed or self._streams:
             self._attention = True  # look again next pass
         return False
 
@@ -343,9 +351,11 @@ class Worker:
         self._waiting.clear()
         self._pool.finish()  # from now on results of detached calls are dropped
         for conn, _, resp, _ in self._completions:
-            resp._drop_file()
+            _drop(resp)
             self._close(conn)
         self._completions.clear()
+        while self._streams:
+            self._streams.popleft()[1].abandon()
         self._poller.close()
         self._waker.close()  # safe: a late wake() after this does nothing (see Waker)
         self._ended.set()
@@ -379,8 +389,8 @@ class Worker:
         self._last_sweep = now
         nearest = _INF
         for conn in list(self._conns.values()):
-            if conn.state == _CALLING:
-                continue  # no deadline runs while its handler does
+            if conn.state == _CALLING and not conn.writing:
+                continue  # no deadline runs while its handler does (but a streamed body's write does)
             deadline = conn.deadline
             if deadline <= now:
                 self._expire(conn)
@@ -482,7 +492,7 @@ class Worker:
         """Monitor thread, under the pool's lock: the driver's call on ``key`` (the head of
         a request of ``_current``) was detached."""
         assert isinstance(key, Head)
-        self._handed.append((self._current, key))
+        self._handed.append((self._current, key, self._current_resp))
         self._offload_until = time.monotonic() + OFFLOAD_SECONDS
         self._careful = True
         self._attention = True
@@ -493,12 +503,16 @@ class Worker:
         self._pause(conn)
         started = time.perf_counter()
         handle = self._handle
+        resp = Response()
+        attach(resp, self._announcer(conn, head, resp))  # a streamed body is followed
 
         def task() -> None:
+            nonlocal resp
             req = head.request
-            resp = Response()
             try:
                 handle(req, resp)
+                if resp._streaming is not None:
+                    self._produce(head, resp, False)
             except Exception:
                 resp = self._handler_failed(req, resp)
             if time.perf_counter() - started > self._handoff_delay:
@@ -519,18 +533,21 @@ class Worker:
     def _resume(self, conn: Connection) -> None:
         conn.state = _IDLE
         conn.calling = None
-        conn.writing = False
         if conn.paused:
             conn.paused = False
+            conn.writing = False
             self._poller.register(conn.fd, READ)
+        # else a streamed body's output is being written: it stays registered for that
 
     def _pause_handed(self) -> None:
         handed = self._handed
         while handed:
-            conn, head = handed.popleft()
+            conn, head, resp = handed.popleft()
             if conn is not None and conn.state != _CLOSED and self._conns.get(conn.fd) is conn:
                 conn.calling = head  # names the request if it is unanswered at shutdown
                 self._pause(conn)
+                if resp is not None:
+                    attach(resp, self._announcer(conn, head, resp))  # a streamed body is followed
 
     def _take_completions(self) -> None:
         """Answer the requests whose handler calls came back, then start queued ones."""
@@ -538,7 +555,7 @@ class Worker:
         while completions:
             conn, head, resp, started = completions.popleft()
             if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
-                resp._drop_file()
+                _drop(resp)
                 continue
             self._resume(conn)
             try:
@@ -667,16 +684,23 @@ class Worker:
                         req = head.request
                         resp = Response()
                         self._current = conn  # the connection of the head in calls
+                        self._current_resp = resp
                         calls = pool.calls  # this driver's (a detach gives the next one anew)
                         calls.append(head)  # a new object per call
+                        rest = None
                         try:
                             self._handle(req, resp)
+                            if resp._streaming is not None:
+                                rest = self._produce(head, resp, True)
                         except Exception:
                             resp = self._handler_failed(req, resp)
                         try:
                             calls.pop()
                         except IndexError:  # detached: this thread no longer drives the loop
-                            self._give_back(conn, head, resp, started)
+                            self._give_back(conn, head, resp, started, rest)
+                        if rest is not None:
+                            self._stream_elsewhere(conn, head, resp, rest, started)
+                            return  # resumed when the body has been produced
                 if not self._finish(conn, head, resp, started):
                     # The connection ends (or switches protocol) after this response:
                     # what follows is never parsed as HTTP.
@@ -698,10 +722,248 @@ class Worker:
         if conn.out:
             self._send(conn)  # then the keep-alive (or write) deadline is set
 
+    # --- streamed bodies -----------------------------------------------------------------------
+    #
+    # The producer (the handler's call: inline on the driver, detached, or on a pool thread)
+    # puts pieces into the response's BodyStream; the loop frames and sends them. A body
+    # produced inline without waiting is sent whole by _finish. Otherwise the loop follows
+    # the stream once it is announced: it sends the head, then what the producer queued
+    # each time the connection's output has drained, and the end when the call's result
+    # comes back. Meanwhile the connection is CALLING: nothing is read from it; it is in
+    # the poller only while output waits for writability.
+
+    def _produce(self, head: Head, resp: Response, inline: bool) -> Iterator[Any] | None:
+        """On the call's thread, after the handler: iterate a ``set_stream`` body.
+
+        Inline (on the driver) nothing waits: past :data:`STREAM_HIGH_BYTES` queued, the
+        iterator is returned, for the rest to be produced elsewhere.
+        """
+        state = resp._streaming
+        assert state is not None
+        if not state.active:
+            return None
+        stream = create(resp, state.length)
+        source = state.source
+        if source is None:  # stream() alone: the body ended with the handler
+            stream.finish()
+            return None
+        status = resp._status
+        if head.request.method == "HEAD" or status < 200 or status == 204 or status == 304:
+            _close_source(source)  # nothing is sent, nothing is produced
+            stream.finish()
+            return None
+        try:
+            it = iter(source)
+        except Exception:
+            log.exception("streamed body of %s %s failed", head.request.method, escape(head.request.target))
+            _close_source(source)
+            stream.finish(failed=True)
+            return None
+        return self._pump(stream, source, it, inline, head)
+
+    def _pump(
+        self,
+        stream: BodyStream,
+        source: Iterable[Any] | None,
+        it: Iterator[Any],
+        inline: bool,
+        head: Head | None = None,
+    ) -> Iterator[Any] | None:
+        """Move pieces from ``it`` into ``stream`` until the end; ``source`` is closed then."""
+        try:
+            if inline:
+                put = stream.put
+                for piece in it:
+                    put(piece)
+                    if stream.size > STREAM_HIGH_BYTES:
+                        if self._pool._busy < self._max_busy:
+                            return it  # the rest is produced on a handler thread
+                        inline = False  # none is free: wait here (this call is detached)
+                        break
+            if not inline:
+                write = stream.write
+                for piece in it:
+                    write(piece)
+        except ClientDisconnected:
+            _close_source(source)
+            stream.finish(failed=True)
+            return None
+        except Exception:
+            if head is not None:
+                log.exception(
+                    "streamed body of %s %s failed", head.request.method, escape(head.request.target)
+                )
+            else:
+                log.exception("a streamed body failed")
+            _close_source(source)
+            stream.finish(failed=True)
+            return None
+        _close_source(source)
+        stream.finish()
+        return None
+
+    def _stream_elsewhere(
+        self, conn: Connection, head: Head, resp: Response, rest: Iterator[Any], started: float
+    ) -> None:
+        """On the driver: a streamed body outgrew the inline budget; produce the rest on a
+        handler thread while the loop sends what comes."""
+        state = resp._streaming
+        assert state is not None and state.stream is not None
+        stream = state.stream
+        source = state.source
+        conn.calling = head
+        self._pause(conn)
+        attach(resp, self._announcer(conn, head, resp))  # the stream exists: announced now
+
+        def task() -> None:
+            self._pump(stream, source, rest, False, head)
+            self._post(conn, head, resp, started)
+
+        self._pool.submit(task)
+
+    def _announcer(self, conn: Connection, head: Head, resp: Response) -> Callable[[BodyStream], None]:
+        """What a producer calls (any thread) when the stream of ``resp`` exists."""
+        streams = self._streams
+        waker = self._waker
+
+        def announce(stream: BodyStream) -> None:
+            streams.append((conn, stream, head, resp))
+            self._attention = True
+            waker.wake()
+
+        return announce
+
+    def _take_streams(self) -> None:
+        """Follow announced streams and send what their producers queued."""
+        streams = self._streams
+        for _ in range(len(streams)):  # news added meanwhile waits for the next pass
+            conn, stream, head, resp = streams.popleft()
+            if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
+                stream.abandon()
+                continue
+            if conn.streaming is not stream:
+                if stream.started:
+                    continue  # its call came back first: sent already
+                self._start_stream(conn, stream, head, resp)
+            if not conn.writing:
+                self._pump_stream(conn, stream, head, resp)
+
+    def _start_stream(self, conn: Connection, stream: BodyStream, head: Head, resp: Response) -> None:
+        conn.streaming = stream
+        streams = self._streams
+        waker = self._waker
+        item = (conn, stream, head, resp)
+
+        def notify() -> None:  # on the producer's thread: news
+            streams.append(item)
+            self._attention = True
+            waker.wake()
+
+        stream.notify = notify
+        keep = not self._stopping and conn.requests + 1 < self._max_requests
+        conn.respond_stream(head, resp, stream, keep, self._date_line)
+
+    def _pump_stream(self, conn: Connection, stream: BodyStream, head: Head, resp: Response) -> None:
+        """Send what the producer queued (the connection's output has drained)."""
+        chunks = stream.take()
+        if chunks:
+            conn.frame(stream, chunks)
+        if not conn.out:
+            return  # nothing to send: take() asked for news
+        try:
+            done = flush(conn)
+        except OSError as exc:
+            log.debug("write to %s failed: %s", conn.addr, exc)
+            self._close(conn)
+            return
+        if done:
+            if chunks:  # there may be more already: look next pass (the others' turn first)
+                self._streams.append((conn, stream, head, resp))
+                self._attention = True
+            return
+        conn.writing = True
+        if conn.paused:
+            conn.paused = False
+            self._poller.register(conn.fd, WRITE)
+        else:  # pragma: no cover - a streaming connection is paused while it does not write
+            self._poller.modify(conn.fd, WRITE)
+        self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
+
+    def _stream_drained(self, conn: Connection) -> None:
+        """A streaming connection's output is all written: out of the poller until more."""
+        stream = conn.streaming
+        assert stream is not None
+        conn.writing = False
+        conn.paused = True
+        self._poller.unregister(conn.fd)
+        notify = stream.notify
+        if notify is not None:
+            notify()  # take more next pass
+
+    def _finish_stream(self, conn: Connection, head: Head, resp: Response, started: float) -> bool:
+        """Queue the rest of a streamed response whose call has returned; False when the
+        connection must end."""
+        req = head.request
+        state = resp._streaming
+        assert state is not None
+        stream = state.stream
+        if stream is None:  # stream()/set_stream() asked for, never produced (a failure)
+            stream = create(resp, state.length)
+            stream.finish(failed=True)
+        conn.requests += 1
+        if conn.streaming is stream:
+            conn.streaming = None
+            chunks = stream.take()
+            if chunks:
+                conn.frame(stream, chunks)
+            keep = conn.end_stream(stream)
+        elif stream.started:  # pragma: no cover - a stream is sent by one path only
+            keep = False
+        else:
+            # The loop never followed it: the whole body is here (or its production
+            # failed before anything was sent). Sent with a Content-Length.
+            stream.started = True
+            chunks = stream.take()
+            keep_allowed = not self._stopping and conn.requests < self._max_requests
+            status = resp._status
+            bodyless = req.method == "HEAD" or status < 200 or status == 204 or status == 304
+            if stream.failed:
+                keep = conn.respond(head, error_response(500), keep_allowed, self._date_line)
+            elif bodyless:
+                keep = conn.respond_stream(head, resp, stream, keep_allowed, self._date_line)
+            else:
+                body = b"".join(chunks)
+                if stream.length is not None and len(body) != stream.length:
+                    log.error(
+                        "handler for %s %s declared a %d-byte body and produced %d bytes; sent 500",
+                        req.method,
+                        escape(req.target),
+                        stream.length,
+                        len(body),
+                    )
+                    keep = conn.respond(head, error_response(500), keep_allowed, self._date_line)
+                else:
+                    resp.body = body
+                    keep = conn.respond(head, resp, keep_allowed, self._date_line)
+        if started:
+            self._log_access(conn, req, resp._status, resp.content_length, started)
+        if req._body_file is not None:
+            req._discard_file()
+        if not keep:
+            conn.close_after_flush = True
+        return keep
+
     # --- responding ----------------------------------------------------------------------------
 
     def _handler_failed(self, req: Request, resp: Response) -> Response:
         log.exception("handler failed on %s %s", req.method, escape(req.target))
+        state = resp._streaming
+        if state is not None and state.stream is not None:
+            # Part of a streamed body may be on its way: the loop answers 500 if nothing
+            # was sent yet, else it ends the connection (the client sees the body cut).
+            _close_source(state.source)
+            state.stream.finish(failed=True)
+            return resp
         resp._drop_file()
         return error_response(500)
 
@@ -718,14 +980,29 @@ class Worker:
 
         self._pool.post(give_back)
 
-    def _give_back(self, conn: Connection, head: Head, resp: Response, started: float) -> NoReturn:
-        """On a thread whose call the monitor detached: hand the response back and leave."""
+    def _give_back(
+        self,
+        conn: Connection,
+        head: Head,
+        resp: Response,
+        started: float,
+        rest: Iterator[Any] | None = None,
+    ) -> NoReturn:
+        """On a thread whose call the monitor detached: produce the rest of a streamed body
+        (the loop follows it), hand the response back and leave."""
+        if rest is not None:
+            state = resp._streaming
+            assert state is not None and state.stream is not None
+            self._pump(state.stream, state.source, rest, False)
         self._post(conn, head, resp, started)
         raise Unwind
 
     def _finish(self, conn: Connection, head: Head, resp: Response, started: float) -> bool:
         """Queue ``resp`` as the answer to ``head``; False when the connection must end."""
         req = head.request
+        state = resp._streaming
+        if state is not None and state.active:
+            return self._finish_stream(conn, head, resp, started)
         upgrade = resp.upgrade_protocol
         if upgrade is not None:
             try:
@@ -746,6 +1023,8 @@ class Worker:
         )
         if started:
             self._log_access(conn, req, resp._status, resp.content_length, started)
+        if req._body_file is not None:
+            req._discard_file()  # a spooled body's temporary file goes with it
         if not keep and conn.upgrade is None:
             conn.close_after_flush = True
         return keep
@@ -799,6 +1078,9 @@ class Worker:
             self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
             return
         if conn.writing:
+            if conn.streaming is not None:  # a streamed body's call is still producing
+                self._stream_drained(conn)
+                return
             conn.writing = False
             self._poller.modify(conn.fd, READ)
         if conn.upgrade is not None:
@@ -853,6 +1135,10 @@ class Worker:
         if not conn.paused:
             self._poller.unregister(conn.fd)
         self._conns.pop(conn.fd, None)
+        stream = conn.streaming
+        if stream is not None:
+            conn.streaming = None
+            stream.abandon()  # its producer stops at its next piece
         conn.discard_output()
         try:
             conn.transport.close()
@@ -868,6 +1154,24 @@ def _unacknowledged(fd: int) -> int:
         return struct.unpack("i", fcntl.ioctl(fd, _TIOCOUTQ, b"\0\0\0\0"))[0]  # type: ignore[no-any-return]
     except OSError:
         return -1
+
+
+def _close_source(source: object) -> None:
+    """Call a streamed body's ``close()``, if it has one (errors are logged, never raised)."""
+    close = getattr(source, "close", None)
+    if close is not None:
+        try:
+            close()
+        except Exception:
+            log.exception("closing a streamed body failed")
+
+
+def _drop(resp: Response) -> None:
+    """A response that will not be sent: close its file and stop its producer."""
+    resp._drop_file()
+    state = resp._streaming
+    if state is not None and state.stream is not None:
+        state.stream.abandon()
 
 
 def _busy_response() -> Response:

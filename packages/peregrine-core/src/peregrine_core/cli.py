@@ -48,6 +48,7 @@ _HELP: dict[str, str] = {
     "max_header_bytes": "largest header section accepted (431 beyond)",
     "max_header_count": "most header fields in one request (431 beyond)",
     "max_body_bytes": "largest request body accepted (413 beyond)",
+    "body_buffer_bytes": "largest request body kept in memory; larger ones go to a temporary file",
     "header_timeout": "seconds allowed to receive a request's head (408 beyond)",
     "body_timeout": "seconds allowed to receive a request's body (408 beyond)",
     "write_timeout": "seconds a response may make no progress before the connection is closed",

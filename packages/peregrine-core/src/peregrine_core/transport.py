@@ -64,6 +64,16 @@ class Transport(Protocol):
         """The peer's address as ``accept()`` gave it."""
         ...
 
+    @property
+    def local_address(self) -> object:
+        """The local address the connection arrived on (``getsockname()``)."""
+        ...
+
+    @property
+    def scheme(self) -> str:
+        """The URI scheme requests on this transport have: ``http`` or ``https``."""
+        ...
+
 
 class SocketTransport:
     """A plain (unencrypted) connected socket.
@@ -76,7 +86,9 @@ class SocketTransport:
 
     supports_sendfile = hasattr(os, "sendfile")
 
-    __slots__ = ("_fd", "_peername", "_sock", "on_close", "recv", "send", "sendmsg")
+    scheme = "http"
+
+    __slots__ = ("_fd", "_local", "_peername", "_sock", "on_close", "recv", "send", "sendmsg")
 
     def __init__(
         self,
@@ -87,6 +99,7 @@ class SocketTransport:
         self._sock = sock
         self._fd = sock.fileno()
         self._peername = peername
+        self._local: object = None
         self.on_close = on_close
         self.recv = sock.recv
         self.send = sock.send
@@ -98,6 +111,16 @@ class SocketTransport:
     @property
     def peername(self) -> object:
         return self._peername
+
+    @property
+    def local_address(self) -> object:
+        local = self._local
+        if local is None:  # asked for the first time (WSGI's SERVER_NAME, say)
+            try:
+                local = self._local = self._sock.getsockname()
+            except OSError:
+                return None
+        return local
 
     @property
     def socket(self) -> socket.socket:
