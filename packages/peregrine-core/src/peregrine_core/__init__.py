@@ -28,8 +28,11 @@ from ._request import Request
 from ._response import FileBody, HeaderBlock, Response
 from ._server import Server
 from ._status import Status
+from ._stream import BodyWriter, ClientDisconnected
 
 __all__ = [
+    "BodyWriter",
+    "ClientDisconnected",
     "ConfigError",
     "FileBody",
     "Handler",
