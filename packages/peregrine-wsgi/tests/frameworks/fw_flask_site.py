@@ -20,7 +20,16 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Final
 
-from flask import Flask, Response, abort, jsonify, render_template_string, request
+from flask import (
+    Flask,
+    Response,
+    abort,
+    jsonify,
+    render_template_string,
+    request,
+    stream_with_context,
+    url_for,
+)
 
 RELEASE_WAIT_SECONDS: Final = 10.0
 UPLOAD_PIECE_BYTES: Final = 1 << 20
@@ -135,13 +144,42 @@ def was_closed(token: str) -> Response:
     return jsonify(closed=_event(_closed, token).wait(float(request.args.get("wait", "5"))))
 
 
-@app.get("/broken-stream")
-def broken_stream() -> Response:
+@app.get("/broken-stream/<token>")
+def broken_stream(token: str) -> Response:
+    """One piece, then (once ``/release/TOKEN`` came) an exception."""
+    released = _event(_events, token)
+
     def pieces() -> Iterator[bytes]:
         yield b"partial body\n"
+        released.wait(RELEASE_WAIT_SECONDS)
         raise RuntimeError("the generator failed after the first piece")
 
     return Response(pieces(), mimetype="text/plain")
+
+
+@app.get("/short-stream/<token>")
+def short_stream(token: str) -> Response:
+    """Declares 100 bytes and yields 20, the second 10 once ``/release/TOKEN`` came."""
+    released = _event(_events, token)
+
+    def pieces() -> Iterator[bytes]:
+        yield b"0123456789"
+        released.wait(RELEASE_WAIT_SECONDS)
+        yield b"abcdefghij"
+
+    return Response(pieces(), mimetype="text/plain", headers={"Content-Length": "100"})
+
+
+@app.get("/greeting")
+def greeting() -> Response:
+    """A generator that reads the request while the server iterates it (``stream_with_context``)."""
+
+    def pieces() -> Iterator[str]:
+        yield "hello "
+        yield request.args.get("name", "nobody")
+        yield f" at {url_for('greeting', _external=True)}\n"
+
+    return Response(stream_with_context(pieces()), mimetype="text/plain")
 
 
 @app.get("/boom")

@@ -70,8 +70,10 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
 class ServerProcess:
     """One WSGI server process and its collected log."""
 
-    def __init__(self, app: str, options: tuple[str, ...], cwd: Path, env: dict[str, str]) -> None:
-        argv = [sys.executable, "-m", "peregrine_wsgi", app, "--host", "127.0.0.1", "--port", "0", *options]
+    def __init__(
+        self, command: tuple[str, ...], app: str, options: tuple[str, ...], cwd: Path, env: dict[str, str]
+    ) -> None:
+        argv = [sys.executable, *command, app, "--host", "127.0.0.1", "--port", "0", *options]
         self.argv = argv
         self.proc = subprocess.Popen(
             argv,
@@ -153,9 +155,19 @@ class ServerProcess:
 
 
 @contextmanager
-def running(app: str, *options: str, cwd: Path, env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
-    """A ready server for the ``with`` block; stopped (by its PID) at the end, whatever happened."""
-    server = ServerProcess(app, options, cwd, env or {})
+def running(
+    app: str,
+    *options: str,
+    cwd: Path,
+    env: dict[str, str] | None = None,
+    command: tuple[str, ...] = ("-m", "peregrine_wsgi"),
+) -> Iterator[ServerProcess]:
+    """A ready server for the ``with`` block; stopped (by its PID) at the end, whatever happened.
+
+    ``command`` follows the interpreter: ``python -m peregrine_wsgi`` by default, or
+    ``("-m", "peregrine_core", "wsgi")`` for the core's ``peregrine wsgi`` command.
+    """
+    server = ServerProcess(command, app, options, cwd, env or {})
     try:
         server.wait_ready()
         yield server

@@ -27,12 +27,14 @@ from typing import Any, Final
 import httpx
 import pytest
 
-from frameworks.fw_support import HERE, TIMEOUT, ServerProcess
+from frameworks.fw_support import HERE, TIMEOUT, ServerProcess, module_name, running
 
 MIB: Final = 1024 * 1024
 UPLOAD_BYTES: Final = 200 * MIB
 #: Growth of the server's RSS allowed while it receives and Flask reads the 200 MiB upload.
 RSS_GROWTH_LIMIT_BYTES: Final = 60 * MIB
+#: How soon the server must close a connection whose streamed body broke its framing.
+CLOSE_WITHIN_SECONDS: Final = 3.0
 CSS: Final = (HERE / "flask_static" / "app.css").read_bytes()
 
 needs_curl = pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
@@ -177,17 +179,18 @@ def test_head_answers_the_get_headers_without_a_body_and_keeps_the_connection(
 ) -> None:
     conn = connect(flask_server)
     try:
-        conn.request("GET", "/users/1/posts/x")
-        get = conn.getresponse()
-        get_body = get.read()
-        conn.request("HEAD", "/users/1/posts/x")
-        head = conn.getresponse()
-        assert head.status == 200
-        assert head.read() == b""
-        assert head.getheader("Content-Type") == "application/json"
-        # RFC 9110 §9.3.2: the GET's fields; a Content-Length, if sent, is the GET body's.
-        assert head.getheader("Content-Length") in (None, str(len(get_body)))
-        # Nothing of a body was sent after the HEAD answer: the next response parses cleanly.
+        for target in ("/missing", "/static/app.css"):  # an abort() page, a send_file() file
+            conn.request("GET", target)
+            get = conn.getresponse()
+            get_body = get.read()
+            conn.request("HEAD", target)
+            head = conn.getresponse()
+            assert head.status == get.status
+            assert head.read() == b""
+            assert head.getheader("Content-Type") == get.getheader("Content-Type")
+            # RFC 9110 §9.3.2: the GET's fields; a Content-Length, if sent, is the GET body's.
+            assert head.getheader("Content-Length") in (None, str(len(get_body)))
+        # Nothing of a body was sent after the HEAD answers: the next response parses cleanly.
         status, data = get_json(conn, "/users/2/posts/y")
         assert (status, data["user_id"], data["slug"]) == (200, 2, "y")
     finally:
@@ -333,21 +336,59 @@ def test_generator_is_closed_when_the_client_goes_away_mid_stream(flask_server: 
 def test_exception_in_the_generator_after_the_first_piece_truncates_the_response(
     flask_server: ServerProcess,
 ) -> None:
+    token = uuid.uuid4().hex
     conn = connect(flask_server)
+    other = connect(flask_server)
     try:
-        conn.request("GET", "/broken-stream")
+        conn.request("GET", f"/broken-stream/{token}")
         resp = conn.getresponse()
-        assert resp.status == 200  # the head went out with the first piece
+        assert resp.status == 200
+        assert resp.read(len(b"partial body\n")) == b"partial body\n"  # the head is out
+        other.request("POST", f"/release/{token}")
+        assert other.getresponse().read() == b"released\n"
+        # PEP 3333: an error after the head was sent cannot change the response; the body
+        # must end unterminated (promptly), never as a complete chunked body.
+        conn.sock.settimeout(CLOSE_WITHIN_SECONDS)
         with pytest.raises((http.client.IncompleteRead, ConnectionError)):
             resp.read()
+        flask_server.wait_for_log("the generator failed after the first piece")
+        assert get_json(other, "/users/3/posts/after")[0] == 200  # the server is still fine
     finally:
         conn.close()
-    flask_server.wait_for_log("the generator failed after the first piece")
-    conn = connect(flask_server)  # the server is still fine
+        other.close()
+
+
+def test_generator_shorter_than_its_content_length_ends_the_connection_unframed(
+    flask_server: ServerProcess,
+) -> None:
+    token = uuid.uuid4().hex
+    conn = connect(flask_server)
+    other = connect(flask_server)
     try:
-        assert get_json(conn, "/users/3/posts/after")[0] == 200
+        conn.request("GET", f"/short-stream/{token}")
+        resp = conn.getresponse()
+        assert (resp.status, resp.getheader("Content-Length")) == (200, "100")
+        assert resp.read(10) == b"0123456789"  # the head and first piece are out
+        other.request("POST", f"/release/{token}")
+        assert other.getresponse().read() == b"released\n"
+        # The body ends 80 bytes short: the connection must end there (promptly, not at some
+        # later timeout), so the client can tell.
+        conn.sock.settimeout(CLOSE_WITHIN_SECONDS)
+        with pytest.raises(http.client.IncompleteRead) as info:
+            resp.read()
+        assert info.value.partial == b"abcdefghij"
     finally:
         conn.close()
+        other.close()
+
+
+def test_stream_with_context_generator_reads_the_request_while_it_is_sent(
+    flask_server: ServerProcess,
+) -> None:
+    with httpx.Client(base_url=flask_server.url, timeout=TIMEOUT) as client:
+        resp = client.get("/greeting", params={"name": "R\u00e9mi"})
+    assert resp.status_code == 200
+    assert resp.text == f"hello R\u00e9mi at {flask_server.url}/greeting\n"
 
 
 # --- errors ----------------------------------------------------------------------------------
@@ -408,3 +449,35 @@ def test_static_file_is_served_whole_then_revalidated_then_by_range(flask_server
         assert (resp.status, resp.read()) == (206, CSS[-5:])
     finally:
         conn.close()
+
+
+# --- command lines and mount points ----------------------------------------------------------
+
+
+def test_root_path_mounts_the_app_and_flask_builds_its_urls_under_it(tmp_path: Path) -> None:
+    app = f"{module_name('fw_flask_site')}:app"
+    with running(app, "--root-path", "/mount/", cwd=tmp_path) as server:
+        conn = connect(server)
+        try:
+            status, data = get_json(conn, "/mount/users/5/posts/x")
+            assert (status, data["user_id"], data["url"]) == (200, 5, f"{server.url}/mount/users/5/posts/x")
+            conn.request("GET", "/mount/browser")
+            resp = conn.getresponse()
+            page = resp.read().decode()
+            assert resp.status == 200
+            assert 'href="/mount/static/app.css"' in page
+            assert 'action="/mount/browser/result"' in page
+            conn.request("GET", "/mount/static/app.css")
+            resp = conn.getresponse()
+            assert (resp.status, resp.read()) == (200, CSS)
+        finally:
+            conn.close()
+
+
+def test_peregrine_wsgi_command_of_the_core_serves_flask_mounted_by_script_name(tmp_path: Path) -> None:
+    app = f"{module_name('fw_flask_site')}:app"
+    command = ("-m", "peregrine_core", "wsgi")
+    with running(app, cwd=tmp_path, env={"SCRIPT_NAME": "/under"}, command=command) as server:
+        resp = httpx.get(f"{server.url}/under/greeting", params={"name": "core"}, timeout=TIMEOUT)
+    assert resp.status_code == 200
+    assert resp.text == f"hello core at {server.url}/under/greeting\n"
