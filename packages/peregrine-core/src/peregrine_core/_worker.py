@@ -719,7 +719,7 @@ class Worker:
         except RemoteProtocolError as exc:
             self._fail(conn, exc)
             return
-        if conn.out:
+        if conn.out or conn.close_after_flush:  # (a cut streamed body may leave no output)
             self._send(conn)  # then the keep-alive (or write) deadline is set
 
     # --- streamed bodies -----------------------------------------------------------------------
