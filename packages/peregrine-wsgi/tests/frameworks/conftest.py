@@ -54,5 +54,6 @@ def django_server(
     django_env: dict[str, str], tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[ServerProcess]:
     app = f"{module_name('fw_django_wsgi')}:application"
-    with running(app, cwd=tmp_path_factory.mktemp("django-cwd"), env=django_env) as srv:
+    options = ("--max-body-bytes", str(MAX_BODY_BYTES))
+    with running(app, *options, cwd=tmp_path_factory.mktemp("django-cwd"), env=django_env) as srv:
         yield srv

@@ -8,6 +8,8 @@ GET); ``/browser/`` is a form whose script submits it on load, answered with the
 
 from __future__ import annotations
 
+import hashlib
+from collections.abc import Iterator
 from typing import Any, Final
 
 from django.contrib import admin  # type: ignore[import-untyped]
@@ -20,9 +22,11 @@ from django.http import (  # type: ignore[import-untyped]
     HttpResponseNotAllowed,
     HttpResponseRedirect,
     JsonResponse,
+    StreamingHttpResponse,
 )
 from django.template import engines  # type: ignore[import-untyped]
 from django.urls import path  # type: ignore[import-untyped]
+from django.views.decorators.csrf import csrf_exempt  # type: ignore[import-untyped]
 
 FORM: Final = """<!doctype html>
 <html><head><meta charset="utf-8"><title>New note</title></head><body>
@@ -112,7 +116,37 @@ def whoami(request: HttpRequest) -> Any:
     )
 
 
+def _upload(request: HttpRequest) -> Any:
+    """A multipart upload (no CSRF: an API endpoint): each file's size, SHA-256 and where Django kept it."""
+    if request.method != "POST":
+        return HttpResponseNotAllowed(["POST"])
+    files = [
+        {
+            "field": field,
+            "name": f.name,
+            "size": f.size,
+            "sha256": hashlib.sha256(b"".join(f.chunks())).hexdigest(),
+            "on_disk": hasattr(f, "temporary_file_path"),
+        }
+        for field, f in request.FILES.items()
+    ]
+    return JsonResponse({"fields": request.POST.dict(), "files": files})
+
+
+upload = csrf_exempt(_upload)
+
+
+def stream(request: HttpRequest) -> Any:
+    def pieces() -> Iterator[bytes]:
+        for i in range(int(request.GET.get("n", "3"))):
+            yield f"line {i}\n".encode()
+
+    return StreamingHttpResponse(pieces(), content_type="text/plain")
+
+
 urlpatterns = [
+    path("upload/", upload),
+    path("stream/", stream),
     path("notes/", notes),
     path("notes/new/", new_note),
     path("browser/", browser),

@@ -33,12 +33,15 @@ from flask import (
 
 RELEASE_WAIT_SECONDS: Final = 10.0
 UPLOAD_PIECE_BYTES: Final = 1 << 20
+ENDLESS_PIECES: Final = 16_384
 
 app = Flask(__name__, static_folder=str(Path(__file__).parent / "flask_static"), static_url_path="/static")
 
 _lock = threading.Lock()
 _events: dict[str, threading.Event] = {}
-_closed: dict[str, threading.Event] = {}
+_ended: dict[str, threading.Event] = {}
+_how: dict[str, str] = {}
+_live: dict[str, Iterator[bytes]] = {}
 
 
 def _event(table: dict[str, threading.Event], token: str) -> threading.Event:
@@ -122,26 +125,48 @@ def release(token: str) -> str:
 
 @app.get("/stream/<token>")
 def stream(token: str) -> Response:
-    """``first``, then (once ``/release/TOKEN`` came, or after the wait ran out) the rest."""
+    """``first``, then (once ``/release/TOKEN`` came, or after the wait ran out) the rest.
+
+    With ``?endless=1`` the rest is 64 KiB pieces without end (bounded at 1 GiB), so the
+    generator stops early only if the server closes it.
+    """
     released = _event(_events, token)
-    closed = _event(_closed, token)
+    ended = _event(_ended, token)
+    endless = request.args.get("endless") == "1"
 
     def pieces() -> Iterator[bytes]:
+        how = "exhausted"
         try:
             yield b"first piece\n"
             yield b"released\n" if released.wait(RELEASE_WAIT_SECONDS) else b"timed out\n"
-            for i in range(3):
-                yield f"piece {i}\n".encode()
+            if endless:
+                filler = b"x" * 65_536
+                for _ in range(ENDLESS_PIECES):
+                    yield filler
+            else:
+                for i in range(3):
+                    yield f"piece {i}\n".encode()
+        except GeneratorExit:
+            how = "closed"  # close() called while the generator was suspended
+            raise
         finally:
-            closed.set()
+            with _lock:
+                _how[token] = how
+                _live.pop(token, None)
+            ended.set()
 
-    return Response(pieces(), mimetype="text/plain")
+    body = pieces()
+    with _lock:
+        _live[token] = body  # garbage collection cannot close it: only an explicit close() can
+    return Response(body, mimetype="text/plain")
 
 
-@app.get("/closed/<token>")
-def was_closed(token: str) -> Response:
-    """Whether the generator of ``/stream/TOKEN`` ended (returned, or was closed), waiting a little."""
-    return jsonify(closed=_event(_closed, token).wait(float(request.args.get("wait", "5"))))
+@app.get("/ended/<token>")
+def how_it_ended(token: str) -> Response:
+    """How the generator of ``/stream/TOKEN`` ended: ``exhausted``, ``closed``, or ``null`` (not yet)."""
+    done = _event(_ended, token).wait(float(request.args.get("wait", "5")))
+    with _lock:
+        return jsonify(ended=_how.get(token) if done else None)
 
 
 @app.get("/broken-stream/<token>")

@@ -11,8 +11,10 @@ and the admin: the login page, a login, the index.
 
 from __future__ import annotations
 
+import hashlib
 import http.client
 import importlib.util
+import os
 import re
 import uuid
 from email.utils import formatdate
@@ -84,6 +86,52 @@ def test_request_as_django_sees_it_has_the_servers_scheme_host_and_client_addres
         "server_port": str(django_server.port),
         "absolute_uri": f"http://127.0.0.1:{django_server.port}/whoami/?q=%C3%A9t%C3%A9&n=1",
     }
+
+
+def test_multipart_upload_is_parsed_by_django_and_a_big_file_spooled_to_disk(
+    django_server: ServerProcess,
+) -> None:
+    big = os.urandom(3 * 1024 * 1024 + 5)  # above FILE_UPLOAD_MAX_MEMORY_SIZE (2.5 MB)
+    small = "petit fichier \u00e9\n".encode() * 10
+    with client(django_server) as c:
+        resp = c.post(
+            "/upload/",
+            data={"title": "r\u00e9sum\u00e9"},
+            files={"big": ("big.bin", big, "application/octet-stream"), "small": ("small.txt", small)},
+        )
+    assert resp.status_code == 200, resp.text
+    assert resp.json() == {
+        "fields": {"title": "r\u00e9sum\u00e9"},
+        "files": [
+            {
+                "field": "big",
+                "name": "big.bin",
+                "size": len(big),
+                "sha256": hashlib.sha256(big).hexdigest(),
+                "on_disk": True,
+            },
+            {
+                "field": "small",
+                "name": "small.txt",
+                "size": len(small),
+                "sha256": hashlib.sha256(small).hexdigest(),
+                # Django decides by the request's CONTENT_LENGTH, not per file: on disk too.
+                "on_disk": True,
+            },
+        ],
+    }
+
+
+def test_streaming_http_response_is_sent_chunked_and_whole(django_server: ServerProcess) -> None:
+    conn = http.client.HTTPConnection("127.0.0.1", django_server.port, timeout=TIMEOUT)
+    try:
+        conn.request("GET", "/stream/?n=50")
+        resp = conn.getresponse()
+        assert resp.status == 200
+        assert resp.getheader("Transfer-Encoding") == "chunked"
+        assert resp.read() == b"".join(f"line {i}\n".encode() for i in range(50))
+    finally:
+        conn.close()
 
 
 # --- CSRF -------------------------------------------------------------------------------------
