@@ -22,6 +22,7 @@ class App:
     """``/slow``, ``/sleep1`` and ``/stuck`` sleep (0.5 s, 1 s, 40 s); ``/leak`` opens and keeps
     up to 200 descriptors (answering how many it got, and whether it ran out) and
     ``/leak?hold=SECONDS`` closes them again that much later; ``/release`` closes them now;
+    ``/upload`` reads its body and answers its size; ``/download?mb=N`` streams N MiB;
     anything else answers ``fast <path>`` at once."""
 
     def __init__(self) -> None:
@@ -44,6 +45,15 @@ class App:
                 timer.start()
         elif path == "/release":
             resp.set_body(f"released {self._release()}")
+        elif path == "/upload":  # reads the body through its file, in pieces
+            total = 0
+            while piece := req.body_file.read(1 << 20):
+                total += len(piece)
+            resp.set_body(f"received {total}")
+        elif path == "/download":  # a generated body of ?mb= MiB, streamed
+            mib = int((req.parse_query() or {}).get("mb", "1"))
+            piece = b"d" * (256 * 1024)
+            resp.set_stream(piece for _ in range(mib * 4))
         else:
             resp.set_body(f"fast {path}")
 

@@ -727,3 +727,83 @@ def test_a_handler_refusing_connect_itself_sends_its_own_status(launcher: Launch
         sock.sendall(CONNECT_THEN_GET)
         reply = Reader(sock).response()
     assert (reply.status, reply.body) == (405, b"no tunnels here")
+
+
+# --- memory under large bodies -------------------------------------------------------------------
+
+
+def rss_bytes(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmRSS line in /proc/{pid}/status")
+
+
+class RssSampler:
+    """The peak RSS of a process, sampled every 20 ms while the block runs."""
+
+    def __init__(self, pid: int) -> None:
+        self.pid = pid
+        self.peak = rss_bytes(pid)
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(0.02):
+            self.peak = max(self.peak, rss_bytes(self.pid))
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(TIMEOUT)
+
+
+GIB = 1 << 30
+
+
+def warm_up(port: int) -> None:
+    """One request answered: the server's code paths are loaded before RSS is measured."""
+    with connect(port) as sock:
+        sock.sendall(get("/warm", "Connection: close"))
+        assert Reader(sock).response().status == 200
+
+
+def test_rss_stays_flat_while_a_1_gib_upload_arrives(launcher: Launcher) -> None:
+    server = launcher.start("fault_apps:App", "--max-body-bytes", str(GIB + 1))
+    warm_up(server.port)
+    before = rss_bytes(server.pid)
+    piece = b"u" * (1 << 20)
+    with (
+        RssSampler(server.pid) as rss,
+        socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock,
+    ):
+        sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % GIB)
+        for _ in range(GIB // len(piece)):
+            sock.sendall(piece)
+        reply = b""
+        while b"received" not in reply:
+            data = sock.recv(4096)
+            assert data, reply
+            reply += data
+    assert reply.endswith(b"received %d" % GIB)
+    assert rss.peak - before < 48 << 20, f"RSS grew by {(rss.peak - before) >> 20} MiB"
+
+
+def test_rss_stays_flat_while_a_1_gib_stream_is_sent(launcher: Launcher) -> None:
+    server = launcher.start("fault_apps:App")
+    warm_up(server.port)
+    before = rss_bytes(server.pid)
+    buf = bytearray(1 << 20)
+    received = 0
+    with (
+        RssSampler(server.pid) as rss,
+        socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock,
+    ):
+        sock.sendall(b"GET /download?mb=1024 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        while n := sock.recv_into(buf):
+            received += n
+    assert received > GIB  # the body, its chunk framing and the head
+    assert rss.peak - before < 48 << 20, f"RSS grew by {(rss.peak - before) >> 20} MiB"
