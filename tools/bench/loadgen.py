@@ -15,6 +15,10 @@ clock nor the connection a response belongs to): :func:`mixed_load`, an asyncio 
 sends every ``slow_every``-th request of each connection to the slow path and keeps one set
 of latencies per path. It stops by itself after its duration or its request budget.
 
+The ``stream-1g`` scenario is a download: :func:`stream_load` fetches its 1 GiB body with
+curl into ``/dev/null`` (or with :func:`python_download`, reading into one reusable buffer),
+one download after another, and counts bytes and seconds.
+
 Invariants:
 - Only ``http://127.0.0.1:PORT/...`` is ever requested.
 - Latencies are in microseconds; ``None`` means the tool does not report that figure
@@ -29,6 +33,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import http.client
 import math
 import re
 import shutil
@@ -39,6 +44,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Final, Literal
+
+from apps._blocking import SLEEP_PATH, SLEEP_S
+from apps._stream import STREAM_BYTES, STREAM_PATH
+from apps.wsgi_scenario_app import HELLO_PATH
 
 SLACK_S: Final = 30.0
 REQUEST_TIMEOUT_S: Final = 2.0
@@ -55,10 +64,19 @@ the worst waits from the percentiles)."""
 MIXED_MAX_REQUESTS: Final = 2_000_000
 """:func:`mixed_load` sends at most this many requests per run, whatever the duration."""
 
-Tool = Literal["wrk", "h2load", "python"]
-AppKind = Literal["body", "blocking"]
+STREAM_TIMEOUT_S: Final = 120.0
+"""The longest one download of :func:`stream_load` may take (1 GiB at 9 MB/s)."""
+STREAM_BUFFER_BYTES: Final = 1 << 20
+"""The Python download client's reusable receive buffer."""
+
+Tool = Literal["wrk", "h2load", "python", "curl"]
+AppKind = Literal["body", "blocking", "wsgi", "stream"]
 """What the servers run: ``body`` answers the 6150-byte body at once (``apps/*_app.py``);
-``blocking`` has handlers that sleep (``apps/_blocking.py``), served by fewer servers."""
+``blocking`` has handlers that sleep (``apps/_blocking.py``), served by fewer servers;
+``wsgi`` is the WSGI app of the WSGI scenarios (``apps/wsgi_scenario_app.py``), served by the
+WSGI servers; ``stream`` the 1 GiB download (``apps/_stream.py``: Peregrine's core handler,
+and the WSGI app for the WSGI servers)."""
+APP_KINDS: Final[tuple[AppKind, ...]] = ("body", "blocking", "wsgi", "stream")
 
 
 @dataclass(frozen=True)
@@ -76,6 +94,11 @@ class Scenario:
         slow_every: with the mixed client, every ``slow_every``-th request of a connection
             goes to ``slow_path`` instead of ``path`` (0: never).
         slow_path: see ``slow_every``.
+        stream_bytes: for a download scenario (tool ``curl``, or its Python client), the
+            size of the body every download must receive (0: not a download).
+        thread_sleep_s: when every request's handler sleeps this long on one of N handler
+            threads, N / ``thread_sleep_s`` requests/s is the most a server can answer (the
+            report prints that ceiling and each server's fraction of it; 0: no ceiling).
     """
 
     key: str
@@ -87,6 +110,8 @@ class Scenario:
     app: AppKind = "body"
     slow_every: int = 0
     slow_path: str = "/slow"
+    stream_bytes: int = 0
+    thread_sleep_s: float = 0.0
 
 
 SCENARIOS: Final[tuple[Scenario, ...]] = (
@@ -118,6 +143,34 @@ SCENARIOS: Final[tuple[Scenario, ...]] = (
         app="blocking",
         slow_every=100,
         slow_path="/slow",
+    ),
+    Scenario(
+        "wsgi-hello-c100",
+        "WSGI hello world (a list of one 14-byte body, Content-Length set; `GET /hello`), "
+        "wrk, 100 connections, keep-alive",
+        "wrk",
+        100,
+        path=HELLO_PATH,
+        app="wsgi",
+    ),
+    Scenario(
+        "wsgi-sleep5-c100",
+        "WSGI view that sleeps 5 ms (`GET /sleep5`), wrk, 100 connections, keep-alive",
+        "wrk",
+        100,
+        path=SLEEP_PATH,
+        app="wsgi",
+        thread_sleep_s=SLEEP_S,
+    ),
+    Scenario(
+        "stream-1g",
+        "one client downloads a 1 GiB generated body (256 KiB pieces, Content-Length; "
+        "`GET /stream1g`) again and again, `curl -o /dev/null`; GB/s and the server's peak RSS",
+        "curl",
+        1,
+        path=STREAM_PATH,
+        app="stream",
+        stream_bytes=STREAM_BYTES,
     ),
 )
 SCENARIO_KEYS: Final = tuple(s.key for s in SCENARIOS)
@@ -162,6 +215,15 @@ class LoadResult:
     non_2xx: int
     latency_p50_us: float | None = None
     by_path: tuple[PathStats, ...] = ()
+    bytes_received: int = 0
+    """Body bytes received (filled by :func:`stream_load`: the downloads' bytes)."""
+
+    @property
+    def bytes_per_s(self) -> float | None:
+        """Body bytes received per second of download, if counted."""
+        if not self.bytes_received or self.duration_s <= 0:
+            return None
+        return self.bytes_received / self.duration_s
 
     def path_stats(self, path: str) -> PathStats | None:
         """The figures of ``path``, if this run kept them apart."""
@@ -196,6 +258,8 @@ def command(scn: Scenario, url: str, duration_s: int, *, requests: int | None = 
     """
     if scn.slow_every:
         raise ValueError(f"{scn.key} mixes paths: only the Python client (mixed_load) runs it")
+    if scn.tool == "curl":
+        return curl_command(url)
     if scn.tool == "wrk":
         cmd = [
             "wrk", "-t1", f"-c{scn.connections}", f"-d{duration_s}s",
@@ -247,6 +311,10 @@ def run_load(
         LoadError: the tool failed, timed out, or printed no result.
     """
     chosen = tool or scn.tool
+    if scn.stream_bytes:
+        if chosen not in ("curl", "python"):
+            raise LoadError(f"{scn.key} is a download: curl or the Python client runs it")
+        return stream_load(url, duration_s, scn.stream_bytes, cpu=cpu, tool=chosen)
     if scn.slow_every:
         if chosen != "python":
             raise LoadError(f"{scn.key} mixes paths: only the Python client runs it, not {chosen}")
@@ -733,3 +801,159 @@ async def _mixed_client(mix: _Mix, index: int) -> None:
                     break
         finally:
             writer.close()
+
+
+# --- the download client (stream-1g) -----------------------------------------------------------
+
+CURL_FORMAT: Final = "%{http_code} %{size_download} %{time_total}\\n"
+"""What curl prints after each download (``-w``): status, body bytes, seconds."""
+
+
+@dataclass(frozen=True)
+class Download:
+    """One download: the status (0 when none came), body bytes received, seconds taken, and
+    how it ended (``"ok"``, ``"error"``: the connection failed or the body was cut short,
+    ``"timeout"``)."""
+
+    status: int
+    size_bytes: int
+    seconds: float
+    outcome: Literal["ok", "error", "timeout"] = "ok"
+
+
+def curl_command(url: str) -> list[str]:
+    """One download of ``url`` by curl into ``/dev/null``, its figures printed on stdout."""
+    return [
+        "curl", "--silent", "--show-error", "--output", "/dev/null",
+        "--max-time", f"{STREAM_TIMEOUT_S:.0f}", "--write-out", CURL_FORMAT, url,
+    ]  # fmt: skip
+
+
+_CURL_OUT: Final = re.compile(r"^(\d{3}) (\d+) ([\d.]+)$", re.MULTILINE)
+_CURL_TIMEOUT: Final = 28
+"""curl's exit status for ``--max-time`` reached."""
+
+
+def parse_curl(text: str, returncode: int) -> Download:
+    """Read the ``-w`` line of one curl download (see :data:`CURL_FORMAT`) and its status.
+
+    Raises:
+        LoadError: no such line (curl could not run, or printed something else).
+    """
+    match = _CURL_OUT.search(text)
+    if match is None:
+        raise LoadError(f"unreadable curl output (status {returncode}):\n{text.strip()[-600:]}")
+    outcome: Literal["ok", "error", "timeout"] = "ok"
+    if returncode == _CURL_TIMEOUT:
+        outcome = "timeout"
+    elif returncode != 0:
+        outcome = "error"
+    return Download(int(match.group(1)), int(match.group(2)), float(match.group(3)), outcome)
+
+
+def _curl_download(url: str, cpu: int | None) -> Download:
+    cmd = curl_command(url)
+    taskset = shutil.which("taskset")
+    if cpu is not None and taskset is not None:
+        cmd = [taskset, "-c", str(cpu), *cmd]
+    try:
+        done = subprocess.run(
+            cmd,
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=STREAM_TIMEOUT_S + SLACK_S,
+            check=False,
+        )
+    except subprocess.TimeoutExpired as exc:
+        raise LoadError(f"curl did not finish within {STREAM_TIMEOUT_S + SLACK_S:.0f} s") from exc
+    except OSError as exc:
+        raise LoadError(f"cannot run curl: {exc}") from exc
+    return parse_curl(done.stdout + done.stderr, done.returncode)
+
+
+def python_download(
+    url: str, *, buffer_bytes: int = STREAM_BUFFER_BYTES, timeout_s: float = STREAM_TIMEOUT_S
+) -> Download:
+    """One download of ``url`` by ``http.client``, the body read into one reusable buffer
+    (``readinto``: no allocation per read; ``Content-Length`` or chunked).
+
+    Raises:
+        LoadError: ``url`` is not ``http://127.0.0.1:PORT/...``.
+    """
+    match = _URL.match(url)
+    if match is None:
+        raise LoadError(f"the Python load generator only requests 127.0.0.1, not {url}")
+    port, path = int(match.group(1)), match.group(2)
+    buffer = memoryview(bytearray(buffer_bytes))
+    status = size = 0
+    started = time.perf_counter()
+    deadline = time.monotonic() + timeout_s
+    connection = http.client.HTTPConnection("127.0.0.1", port, timeout=timeout_s)
+    try:
+        connection.request("GET", path)
+        response = connection.getresponse()
+        status = response.status
+        while True:
+            if time.monotonic() > deadline:
+                return Download(status, size, time.perf_counter() - started, "timeout")
+            count = response.readinto(buffer)
+            if not count:
+                break
+            size += count
+        if response.length:  # http.client ends a short Content-Length body silently
+            return Download(status, size, time.perf_counter() - started, "error")
+    except TimeoutError:
+        return Download(status, size, time.perf_counter() - started, "timeout")
+    except (OSError, http.client.HTTPException):
+        return Download(status, size, time.perf_counter() - started, "error")
+    finally:
+        connection.close()
+    return Download(status, size, time.perf_counter() - started)
+
+
+def stream_load(
+    url: str, duration_s: int, expected_bytes: int, *, cpu: int | None, tool: Tool = "curl"
+) -> LoadResult:
+    """Download ``url`` again and again, one download at a time, until ``duration_s`` have
+    passed (at least one download; none with ``duration_s == 0``); each must receive
+    ``expected_bytes`` with status 200.
+
+    ``requests`` counts the downloads, ``duration_s`` is the time spent downloading (the sum
+    of each download's time, so the client's own start-up is left out), ``bytes_received``
+    the body bytes of them all; the latency figures are per download. A download that fails,
+    times out or falls short counts as an error (or timeout) and ends the run; a status
+    other than 200 counts in ``non_2xx``.
+
+    Raises:
+        LoadError: the tool could not run or printed no result.
+    """
+    downloads: list[Download] = []
+    deadline = time.monotonic() + duration_s
+    while time.monotonic() < deadline:
+        one = _curl_download(url, cpu) if tool == "curl" else python_download(url)
+        downloads.append(one)
+        if one.outcome != "ok" or one.status != 200 or one.size_bytes != expected_bytes:
+            break
+    seconds = sum(d.seconds for d in downloads)
+    times = sorted(d.seconds for d in downloads)
+    errors = sum(
+        1
+        for d in downloads
+        if d.outcome == "error"
+        or (d.outcome == "ok" and d.status == 200 and d.size_bytes != expected_bytes)
+    )
+    return LoadResult(
+        tool="curl" if tool == "curl" else "python",
+        requests=len(downloads),
+        duration_s=seconds,
+        requests_per_s=len(downloads) / seconds if seconds > 0 else 0.0,
+        latency_avg_us=statistics.fmean(times) * 1e6 if times else None,
+        latency_stdev_us=statistics.pstdev(times) * 1e6 if times else None,
+        latency_p99_us=percentile_us(times, 0.99),
+        errors=errors,
+        timeouts=sum(1 for d in downloads if d.outcome == "timeout"),
+        non_2xx=sum(1 for d in downloads if d.status not in (0, 200)),
+        latency_p50_us=percentile_us(times, 0.50),
+        bytes_received=sum(d.size_bytes for d in downloads),
+    )

@@ -14,9 +14,12 @@ from __future__ import annotations
 
 import os
 import re
-from typing import Final, NamedTuple
+import threading
+import time
+from types import TracebackType
+from typing import Final, NamedTuple, Self
 
-__all__ = ["CpuTimes", "cpu_times", "process_tree", "rss_bytes"]
+__all__ = ["CpuTimes", "RssSampler", "cpu_times", "process_tree", "rss_bytes"]
 
 _CLOCK_TICKS_PER_S: Final = os.sysconf("SC_CLK_TCK")
 
@@ -80,8 +83,12 @@ _VMRSS = re.compile(r"^VmRSS:\s+(\d+)\s+kB", re.MULTILINE)
 
 def rss_bytes(pid: int) -> int:
     """Sum of ``VmRSS`` over ``pid``'s process tree (shared pages counted once per process)."""
+    return _rss_of(process_tree(pid))
+
+
+def _rss_of(members: list[int]) -> int:
     total = 0
-    for member in process_tree(pid):
+    for member in members:
         try:
             with open(f"/proc/{member}/status", encoding="ascii", errors="replace") as f:
                 match = _VMRSS.search(f.read())
@@ -90,3 +97,56 @@ def rss_bytes(pid: int) -> int:
         if match:
             total += int(match.group(1)) * 1024
     return total
+
+
+class RssSampler:
+    """The peak of :func:`rss_bytes` over a stretch of time, sampled on a thread of its own.
+
+    Use as a context manager: every ``interval_s`` it reads ``VmRSS`` of the tree's
+    processes (the tree itself is rescanned from ``/proc`` every ``rescan_s``, since a scan
+    costs more than the reads), and :attr:`peak_bytes` is the largest sum seen, the first
+    sample (taken on entry) and the last (on exit) included.
+    """
+
+    def __init__(self, pid: int, *, interval_s: float = 0.02, rescan_s: float = 1.0) -> None:
+        self.pid = pid
+        self.interval_s = interval_s
+        self.rescan_s = rescan_s
+        self.peak_bytes = 0
+        self.samples = 0
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._members = process_tree(pid)
+        self._thread = threading.Thread(target=self._run, name="rss-sampler", daemon=True)
+
+    def sample(self) -> int:
+        """Read the tree's RSS now and fold it into the peak; return it."""
+        value = _rss_of(self._members)
+        with self._lock:
+            self.peak_bytes = max(self.peak_bytes, value)
+            self.samples += 1
+        return value
+
+    def _run(self) -> None:
+        scanned = time.monotonic()
+        while not self._stop.wait(self.interval_s):
+            if time.monotonic() - scanned >= self.rescan_s:
+                self._members = process_tree(self.pid)
+                scanned = time.monotonic()
+            self.sample()
+
+    def __enter__(self) -> Self:
+        self.sample()
+        self._thread.start()
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5.0)
+        self._members = process_tree(self.pid)
+        self.sample()

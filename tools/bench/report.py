@@ -6,7 +6,11 @@ only reads them. Per server and scenario it shows the median over rounds of ever
 
 A scenario whose client kept the latencies of each path apart (``slow1pct-c100``) gets a
 second table, one row per server and path, so the fast requests' p99 is not hidden among the
-slow ones'.
+slow ones'. A scenario whose handlers all sleep on N threads (``wsgi-sleep5-c100``) gets the
+line "the thread count allows N / sleep requests/s", with each server's fraction of that. A
+download scenario (``stream-1g``) gets its own table instead of the requests table: GB/s,
+seconds per download, server CPU per GB, and the server's RSS before the measured downloads
+and its peak during them (sampled).
 
 Ratios are computed pairwise within a round, then the median over rounds is shown with the
 range. An A/B pair (``peregrine`` against ``peregrine-baseline``, an earlier revision of it)
@@ -52,6 +56,8 @@ class RunRecord:
         rss_bytes: resident memory of the server's process tree after the run.
         error: why the run failed, or a warning about it.
         sys_s: the system (kernel) part of ``cpu_s``.
+        rss_before_bytes: for a download scenario, the tree's RSS just before the measured run.
+        rss_peak_bytes: for a download scenario, the largest RSS sampled during it.
     """
 
     round_index: int
@@ -62,6 +68,22 @@ class RunRecord:
     rss_bytes: int | None = None
     error: str | None = None
     sys_s: float | None = None
+    rss_before_bytes: int | None = None
+    rss_peak_bytes: int | None = None
+
+    @property
+    def cpu_s_per_gb(self) -> float | None:
+        """Server CPU seconds per 10^9 body bytes received (download scenarios)."""
+        if self.result is None or self.cpu_s is None or self.result.bytes_received <= 0:
+            return None
+        return self.cpu_s * 1e9 / self.result.bytes_received
+
+    @property
+    def sys_s_per_gb(self) -> float | None:
+        """Of :attr:`cpu_s_per_gb`, the seconds spent in the kernel."""
+        if self.result is None or self.sys_s is None or self.result.bytes_received <= 0:
+            return None
+        return self.sys_s * 1e9 / self.result.bytes_received
 
     @property
     def cpu_us_per_request(self) -> float | None:
@@ -102,6 +124,9 @@ class ReportInput:
     """Lines after the command: the commit measured, the baseline revision."""
     ab_pairs: list[tuple[str, str]] = field(default_factory=list)
     """(new, baseline) server pairs that get the "new vs baseline" line in each scenario."""
+    threads: int | None = None
+    """The handler threads every server ran in the scenarios with a thread ceiling
+    (:attr:`Scenario.thread_sleep_s`); ``None``: no ceiling line."""
 
 
 # --- the machine --------------------------------------------------------------------------------
@@ -243,6 +268,18 @@ def _stdev(r: RunRecord) -> float | None:
     return r.result.latency_stdev_us if r.result is not None else None
 
 
+def _bytes_per_s(r: RunRecord) -> float | None:
+    return r.result.bytes_per_s if r.result is not None else None
+
+
+def _cpu_per_gb(r: RunRecord) -> float | None:
+    return r.cpu_s_per_gb
+
+
+def _peak_rss(r: RunRecord) -> float | None:
+    return float(r.rss_peak_bytes) if r.rss_peak_bytes else None
+
+
 def _p99(r: RunRecord) -> float | None:
     return r.result.latency_p99_us if r.result is not None else None
 
@@ -369,6 +406,8 @@ def _scenario_section(
     lines = [f"## {s.key}: {s.title}", ""]
     if tools and tools != [s.tool]:
         lines += [f"Load generator used: {', '.join(tools)} (not {s.tool}; see the notes).", ""]
+    if s.stream_bytes:
+        return lines + stream_section(data, s, ran, ours, peers)
     rows = []
     for name in ran:
         mine = sorted((r for r in records if r.server == name), key=lambda r: r.round_index)
@@ -411,6 +450,8 @@ def _scenario_section(
             "RSS: the process tree after the run."
         ),
     ]
+    if s.thread_sleep_s and data.threads:
+        lines += ["", ceiling_line(records, s, data.threads, ran)]
     lines += _path_section(data, s, ran, ours, peers)
     for new, old in data.ab_pairs:
         if new in present and old in present:
@@ -533,3 +574,126 @@ def _path_section(
         lines += ["", "Above 1, the fast requests' p99 was lower with ours:", ""]
         lines += _table(header, ["l"] + ["r"] * len(ours), table_rows)
     return lines
+
+
+# --- thread ceiling, downloads ------------------------------------------------------------------
+
+
+def fmt_gb_per_s(value: float | None) -> str:
+    """Bytes per second as GB/s (10^9 bytes)."""
+    return _DASH if value is None else f"{value / 1e9:.2f}"
+
+
+def ceiling_line(
+    records: Sequence[RunRecord], s: Scenario, threads: int, ran: Sequence[str]
+) -> str:
+    """The requests/s that ``threads`` handler threads allow when every handler sleeps
+    ``s.thread_sleep_s``, and each server's median requests/s as a fraction of it."""
+    ceiling = threads / s.thread_sleep_s
+    parts = []
+    for name in ran:
+        rates = [_rps(r) for r in records if r.scenario == s.key and r.server == name]
+        median = _median(rates)
+        if median is not None:
+            parts.append(f"`{name}` {fmt_rate(median)} req/s = {median / ceiling:.0%}")
+    return (
+        f"Ceiling set by the thread count: {threads} threads / {s.thread_sleep_s * 1e3:g} ms "
+        f"= {fmt_rate(ceiling)} req/s (a server cannot answer faster while every handler "
+        f"sleeps on one of its {threads} threads). Median req/s and its fraction of the "
+        f"ceiling: {'; '.join(parts) if parts else _DASH}."
+    )
+
+
+_STREAM_COLUMNS: Final = (
+    "server", "GB/s", "s per download", "downloads", "errors", "timeouts", "non-2xx",
+    "CPU s/GB", "of which sys", "RSS before MiB", "peak RSS MiB", "GB/s by round",
+)  # fmt: skip
+
+
+def stream_section(
+    data: ReportInput, s: Scenario, ran: Sequence[str], ours: Sequence[str], peers: Sequence[str]
+) -> list[str]:
+    """The table of a download scenario and its ratios."""
+    records = [r for r in data.records if r.scenario == s.key]
+    rows = []
+    for name in ran:
+        mine = sorted((r for r in records if r.server == name), key=lambda r: r.round_index)
+        if not mine:
+            continue
+        good = [r for r in mine if r.result is not None]
+        results = [r.result for r in good if r.result is not None]
+        failed = len(mine) - len(good)
+        by_round = " / ".join(
+            fmt_gb_per_s(r.result.bytes_per_s) if r.result is not None else "failed" for r in mine
+        )
+        rows.append(
+            [
+                f"**{name}**" if name in ours else name,
+                fmt_gb_per_s(_median([x.bytes_per_s for x in results])),
+                _fmt_s(_seconds(_median([x.latency_avg_us for x in results]))),
+                str(sum(x.requests for x in results)),
+                str(sum(x.errors for x in results)),
+                str(sum(x.timeouts for x in results)),
+                str(sum(x.non_2xx for x in results)),
+                _fmt_s(_median([r.cpu_s_per_gb for r in good])),
+                _fmt_s(_median([r.sys_s_per_gb for r in good])),
+                fmt_mib(_median([_float(r.rss_before_bytes) for r in good])),
+                fmt_mib(_median([_float(r.rss_peak_bytes) for r in good])),
+                by_round + (f" ({failed} failed)" if failed else ""),
+            ]
+        )
+    lines = _table(
+        _STREAM_COLUMNS, ["l", "r", "r", "r", "r", "r", "r", "r", "r", "r", "r", "l"], rows
+    )
+    lines += [
+        "",
+        (
+            f"Each download is {s.stream_bytes:,} bytes; GB/s is 10^9 body bytes per second of "
+            "download, all of a run's downloads together. Medians over rounds; downloads, "
+            "errors, timeouts and non-2xx are totals. CPU s/GB: the server's process tree, "
+            "user + system, per 10^9 bytes sent. RSS before: the tree just before the measured "
+            "downloads (after the warm-up's); peak RSS: the largest sum of VmRSS sampled "
+            "during them (every 20 ms). Peak close to before: the server streamed the body "
+            "without holding it."
+        ),
+    ]
+    if ours and peers:
+        header = ["peer"]
+        for o in ours:
+            header += [f"{o} GB/s ÷ peer", f"peer CPU/GB ÷ {o}", f"peer peak RSS ÷ {o}"]
+        table_rows = []
+        for peer in peers:
+            cells = [f"`{peer}`"]
+            for o in ours:
+                for figure, inverse in (
+                    (_bytes_per_s, False),
+                    (_cpu_per_gb, True),
+                    (_peak_rss, True),
+                ):
+                    cells.append(
+                        fmt_ratio(
+                            paired_ratios(
+                                data.records, s.key, o, peer, figure, peer_over_ours=inverse
+                            )
+                        )
+                    )
+            table_rows.append(cells)
+        lines += [
+            "",
+            f"Ratios in {s.key}, computed round by round (median, range); above 1 favours ours:",
+            "",
+        ]
+        lines += _table(header, ["l"] + ["r"] * (len(header) - 1), table_rows)
+    return lines
+
+
+def _fmt_s(value: float | None) -> str:
+    return _DASH if value is None else f"{value:.2f}"
+
+
+def _seconds(value_us: float | None) -> float | None:
+    return None if value_us is None else value_us / 1e6
+
+
+def _float(value: int | None) -> float | None:
+    return float(value) if value else None

@@ -18,6 +18,13 @@ The blocking scenarios (``sleep5-c100``, ``slow1pct-c100``) run handlers that sl
 for a database call, on the servers that have such an app (Peregrine, gunicorn's gthread
 worker, waitress), all with the same number of handler threads (``--handler-threads``).
 
+The WSGI scenarios (``wsgi-hello-c100``, ``wsgi-sleep5-c100``) run one WSGI app on the WSGI
+servers (``peregrine-wsgi``, gunicorn's gthread worker, waitress, granian's WSGI interface),
+each one process with N handler threads (``--handler-threads``, default 32). ``stream-1g``
+downloads a 1 GiB generated body, one download at a time (curl), from Peregrine's core
+(``resp.set_stream``) and from the same WSGI servers; it reports GB/s and each server's peak
+RSS, sampled from ``/proc`` during the downloads.
+
 ``--baseline REV`` checks an earlier revision out as a temporary git worktree in the run's
 workdir and adds the server ``peregrine-baseline``: the ``peregrine`` command, run from that
 worktree's packages, interleaved with the others; the report adds a line per scenario with
@@ -38,9 +45,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import datetime
 import hashlib
 import os
+import re
 import resource
 import shlex
 import shutil
@@ -61,8 +70,10 @@ import proctree
 import report
 import running
 import servers
-from apps._blocking import SLEEP_S, SLOW_S, SMALL_BODY
+from apps._blocking import SLEEP_PATH, SLEEP_S, SLOW_S, SMALL_BODY
 from apps._body import BODY_BYTES
+from apps._stream import PIECE_BYTES, STREAM_BYTES, STREAM_PATH
+from apps.wsgi_scenario_app import HELLO_BODY, HELLO_PATH
 
 HERE: Final = Path(__file__).resolve().parent
 REPO: Final = HERE.parent.parent
@@ -79,20 +90,31 @@ QUICK_SCENARIOS: Final = ("wrk-c100",)
 RUN_OVERHEAD_S: Final = 3.0
 """Estimated start, readiness check and stop time of one run, for the time budget."""
 INSTALL_TIMEOUT_S: Final = 900.0
+WSGI_SERVER: Final = "peregrine-wsgi"
+"""Peregrine's WSGI server: required when a WSGI or stream scenario is planned."""
 
 VENV_SERVERS: Final = frozenset(
     {
         "uvicorn",
         "granian-rsgi",
         "granian-asgi",
+        "granian-wsgi",
         "aiohttp",
         "gunicorn-sync",
         "gunicorn-gthread",
         "waitress",
     }
 )
-SYSTEM_PACKAGES: Final = {"wrk": "wrk", "h2load": "nghttp2-client", "nginx": "nginx", "h2o": "h2o"}
-APT_LINE: Final = "apt-get install -y wrk nghttp2-client nginx h2o"
+SYSTEM_PACKAGES: Final = {
+    "wrk": "wrk",
+    "h2load": "nghttp2-client",
+    "nginx": "nginx",
+    "h2o": "h2o",
+    "curl": "curl",
+}
+APT_LINE: Final = "apt-get install -y wrk nghttp2-client nginx h2o curl"
+RSS_SAMPLE_S: Final = 0.02
+"""How often the download scenario samples the server's RSS."""
 
 
 def log(message: str) -> None:
@@ -203,7 +225,9 @@ def parse_args(argv: Sequence[str] | None) -> Plan:
         "--handler-threads", type=int, metavar="N",
         help="handler threads in the blocking scenarios: gunicorn-gthread's and waitress's "
         f"--threads (default {servers.DEFAULT_HANDLER_THREADS}), and Peregrine's "
-        "--handler-threads (by default Peregrine keeps its own default)",
+        "--handler-threads (by default Peregrine keeps its own default); in the WSGI and "
+        "stream scenarios every WSGI server's threads (peregrine-wsgi's --handler-threads, "
+        "granian's --blocking-threads), always given",
     )  # fmt: skip
     parser.add_argument(
         "--baseline", metavar="REV",
@@ -391,10 +415,13 @@ def run_one(
             with contextlib.suppress(loadgen.LoadError):
                 warm = loadgen.run_load(scn, url, plan.warmup_s, cpu=load_cpu, tool=tool)
                 rate_hint = warm.requests_per_s
+        rss_before = proctree.rss_bytes(server.pid) if scn.stream_bytes else None
+        sampler = proctree.RssSampler(server.pid, interval_s=RSS_SAMPLE_S)
         cpu_before = proctree.cpu_times(server.pid)
-        result = loadgen.run_load(
-            scn, url, plan.duration_s, cpu=load_cpu, tool=tool, rate_hint=rate_hint
-        )
+        with sampler if scn.stream_bytes else contextlib.nullcontext(sampler):
+            result = loadgen.run_load(
+                scn, url, plan.duration_s, cpu=load_cpu, tool=tool, rate_hint=rate_hint
+            )
         cpu_after = proctree.cpu_times(server.pid)
         rss = proctree.rss_bytes(server.pid)
         error = None
@@ -411,6 +438,8 @@ def run_one(
             rss,
             error,
             sys_s=cpu_after.system - cpu_before.system,
+            rss_before_bytes=rss_before,
+            rss_peak_bytes=sampler.peak_bytes if scn.stream_bytes else None,
         )
     except loadgen.LoadError as exc:
         return report.RunRecord(
@@ -428,6 +457,14 @@ def _progress(index: int, total: int, record: report.RunRecord) -> str:
         first = (record.error or "failed").splitlines()[0]
         return f"{prefix} FAILED: {first}"
     r = record.result
+    if loadgen.scenario(record.scenario).stream_bytes:
+        return (
+            f"{prefix} {report.fmt_gb_per_s(r.bytes_per_s):>6} GB/s  {r.requests} download(s)  "
+            f"CPU {report._fmt_s(record.cpu_s_per_gb)} s/GB  RSS before "
+            f"{report.fmt_mib(report._float(record.rss_before_bytes))} MiB, peak "
+            f"{report.fmt_mib(report._float(record.rss_peak_bytes))} MiB  "
+            f"errors {r.errors} timeouts {r.timeouts} non-2xx {r.non_2xx}"
+        )
     paths = "".join(
         f"  {p.path} p50 {report.fmt_us(p.latency_p50_us)} p99 {report.fmt_us(p.latency_p99_us)}"
         f" max {report.fmt_us(p.latency_max_us)} ({p.requests})"
@@ -481,6 +518,7 @@ def _remove_worktree(path: Path) -> None:
 
 
 def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str]) -> int:
+    plan = _servers_for_scenarios(plan, notes)
     env, machine = _set_up(plan, workdir, notes)
     specs, skipped = _available_servers(plan, env, notes)
     app_skips = _app_skips(env, specs)
@@ -563,6 +601,7 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
             if {"peregrine", servers.BASELINE_NAME} <= {s.name for s in specs}
             else []
         ),
+        threads=env.peer_threads if any(s.thread_sleep_s for s in scenarios) else None,
     )
     text = report.render(data)
     sys.stdout.write(text)
@@ -575,9 +614,10 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
     if interrupted:
         return 130
     failed = [r for r in records if r.error is not None or r.result is None]
-    missing_required = [
-        n for n in skipped if plan.quick or n in ("peregrine", servers.BASELINE_NAME)
-    ]
+    required = {"peregrine", servers.BASELINE_NAME}
+    if any(s.app in ("wsgi", "stream") for s in scenarios):
+        required.add(WSGI_SERVER)
+    missing_required = [n for n in skipped if plan.quick or n in required]
     if failed or missing_required or not records or len(records) < len(runs):
         log(
             f"exit 1: {len(failed)} failed run(s), {len(missing_required)} required server(s) "
@@ -585,6 +625,27 @@ def _main(plan: Plan, started: datetime.datetime, workdir: Path, notes: list[str
         )
         return 1
     return 0
+
+
+def servers_for(server_names: Sequence[str], scenario_keys: Sequence[str]) -> tuple[str, ...]:
+    """The servers of ``server_names`` that serve the app of at least one of the scenarios."""
+    apps = {loadgen.scenario(k).app for k in scenario_keys}
+    return tuple(n for n in server_names if any(servers.spec(n).serves(a) for a in apps))
+
+
+def _servers_for_scenarios(plan: Plan, notes: list[str]) -> Plan:
+    """The plan without the servers that run none of its scenarios (nothing is installed or
+    checked for them), with a note naming them."""
+    kept = servers_for(plan.server_names, plan.scenario_keys)
+    dropped = [n for n in plan.server_names if n not in kept]
+    if not dropped:
+        return plan
+    notes.append(
+        f"Not run at all (no app for {', '.join(plan.scenario_keys)}): "
+        + ", ".join(f"`{n}`" for n in dropped)
+        + "."
+    )
+    return dataclasses.replace(plan, server_names=kept)
 
 
 def _set_up(
@@ -649,9 +710,8 @@ def _app_skips(
     """(server, app) -> why that server sits out that app's scenarios (a baseline revision
     without an option the command needs)."""
     skips: dict[tuple[str, loadgen.AppKind], str] = {}
-    apps: tuple[loadgen.AppKind, ...] = ("body", "blocking")
     for spec in specs:
-        for app in apps:
+        for app in loadgen.APP_KINDS:
             reason = spec.skip_reason(env, app)
             if reason is not None:
                 skips[(spec.name, app)] = reason
@@ -733,7 +793,9 @@ def _drain_s(scn: loadgen.Scenario) -> float:
 
 def _title(spec: servers.ServerSpec, env: servers.BenchEnv) -> str:
     """The report's "what runs" cell, with the thread count of the threaded peers."""
-    title = spec.title.replace("N threads", f"{env.peer_threads} threads")
+    title = re.sub(
+        r"\bN (handler |blocking )?threads", rf"{env.peer_threads} \1threads", spec.title
+    )
     if spec.name == servers.BASELINE_NAME and env.baseline is not None:
         title = title.replace("REV", f"`{env.baseline.short}`")
     return title
@@ -749,8 +811,10 @@ def _app_notes(
     """Which servers sit out which scenarios, and how Peregrine's handler threads were set."""
     notes: list[str] = []
     sitting_out: tuple[tuple[loadgen.AppKind, str], ...] = (
-        ("blocking", "the blocking scenarios (no blocking app: static or asyncio servers)"),
-        ("body", "the body scenarios (they run the blocking scenarios only)"),
+        ("blocking", "the blocking scenarios (no blocking app)"),
+        ("body", "the body scenarios (they run the blocking, WSGI or stream scenarios only)"),
+        ("wsgi", "the WSGI scenarios (not WSGI servers)"),
+        ("stream", "the stream scenario (no streaming app)"),
     )
     for app, what in sitting_out:
         keys = [s.key for s in scenarios if s.app == app]
@@ -786,6 +850,13 @@ def _app_notes(
                 f"Peregrine ran the blocking scenarios with `--handler-threads "
                 f"{plan.handler_threads}`, as the peers."
             )
+    if any(s.app in ("wsgi", "stream") for s in scenarios):
+        wsgi_servers = [s.name for s in specs if s.serves("wsgi")]
+        if wsgi_servers:
+            notes.append(
+                f"The WSGI servers ({', '.join(f'`{n}`' for n in wsgi_servers)}) ran the WSGI "
+                f"and stream scenarios with {env.peer_threads} handler threads each, always given."
+            )
     name = servers.BASELINE_NAME
     if (
         blocking
@@ -819,6 +890,9 @@ def _method(
         used_tools += "; the pure-Python client where noted"
     if any(s.slow_every for s in scenarios):
         used_tools += "; the mixed-path asyncio client (slow1pct-c100)"
+    if any(s.stream_bytes for s in scenarios):
+        curl = _tool_version(["curl", "--version"])
+        used_tools += f"; {' '.join(curl.split()[:2]) if curl else 'curl'} (stream-1g)"
     affinity = "none"
     if env.server_cpu is not None:
         affinity = (
@@ -833,6 +907,35 @@ def _method(
             f"{len(SMALL_BODY)}-byte body: `/sleep5` {SLEEP_S * 1e3:.0f} ms, `/slow` "
             f"{SLOW_S:.0f} s, `/fast` not at all. gunicorn-gthread and waitress run "
             f"{env.peer_threads} handler threads; Peregrine's are in the notes."
+        )
+    wsgi_keys = [s.key for s in scenarios if s.app == "wsgi"]
+    if wsgi_keys:
+        blocking.append(
+            f"WSGI scenarios ({', '.join(wsgi_keys)}): every WSGI server runs the same app, "
+            f"`apps/wsgi_scenario_app.py`, in one process with {env.peer_threads} handler "
+            "threads (peregrine-wsgi `--workers 1 --handler-threads N`, gunicorn `-k gthread "
+            "-w 1 --threads N`, waitress `--threads N`, granian `--interface wsgi --workers 1 "
+            "--runtime-threads 1 --blocking-threads N`). wsgi-hello-c100 measures what each "
+            f"server costs per request when the app does nothing: `GET {HELLO_PATH}` answers "
+            f"a list of one {len(HELLO_BODY)}-byte bytes object with Content-Length set. "
+            f"wsgi-sleep5-c100 measures how well the threads are used when every view blocks: "
+            f"`GET {SLEEP_PATH}` sleeps {SLEEP_S * 1e3:.0f} ms (`time.sleep`) and answers "
+            f"{len(SMALL_BODY)} bytes, so at most threads / {SLEEP_S * 1e3:.0f} ms "
+            f"= {env.peer_threads / SLEEP_S:,.0f} req/s can be answered; the scenario's "
+            "section gives each server's fraction of that ceiling."
+        )
+    if any(s.stream_bytes for s in scenarios):
+        blocking.append(
+            f"stream-1g measures a large generated download: `GET {STREAM_PATH}` answers "
+            f"{STREAM_BYTES:,} bytes (1 GiB) produced by a generator of {PIECE_BYTES // 1024} "
+            "KiB pieces (one prepared piece yielded again and again), with Content-Length: "
+            "Peregrine's core handler through `resp.set_stream(pieces, length=...)`, the WSGI "
+            "servers the same generator returned by the WSGI app. One client (`curl -o "
+            "/dev/null`, pinned like the load generators) downloads it again and again until "
+            "the measured time is over (at least once; the warm-up downloads it too): GB/s "
+            "is bytes over the summed download times. The server's RSS is read just before "
+            f"and sampled every {RSS_SAMPLE_S * 1e3:.0f} ms during the downloads "
+            "(`VmRSS` of the process tree): a flat RSS means the body was streamed, not held."
         )
     if any(s.slow_every for s in scenarios):
         blocking.append(

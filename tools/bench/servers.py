@@ -16,6 +16,10 @@ Invariants:
 - ``peregrine-baseline`` (``run.py --baseline REV``) runs the ``peregrine`` server's command
   line, with ``PYTHONPATH`` on the baseline worktree's ``packages/*/src`` instead of this
   checkout's; it sits out a scenario whose command needs an option that revision lacks.
+- In the WSGI and streaming scenarios every WSGI server (``peregrine-wsgi``, gunicorn's
+  gthread worker, waitress, granian's WSGI interface) runs one process with the same
+  N handler threads, always given (``--handler-threads``, ``--threads``,
+  ``--blocking-threads``), and the same app, ``apps/wsgi_scenario_app.py``.
 """
 
 from __future__ import annotations
@@ -100,6 +104,9 @@ class ServerSpec:
             the 6150-byte body, or ``None`` for a server run in the blocking scenarios only.
         blocking_command: the same for the blocking handlers, or ``None`` when the server does
             not run the blocking scenarios (static file servers, asyncio servers).
+        wsgi_command: the same for the WSGI scenarios' app (``apps/wsgi_scenario_app.py``),
+            or ``None`` (servers that run no WSGI app).
+        stream_command: the same for ``stream-1g``'s 1 GiB download, or ``None``.
         environ: builds the server's environment (default: :func:`server_environ` of the
             checkout, with Peregrine's ``src`` directories when ``ours``).
         app_check: returns ``None`` when the server can run the scenarios of an app here, else
@@ -114,6 +121,8 @@ class ServerSpec:
     blocking_command: Callable[[BenchEnv, int], list[str]] | None = None
     environ: Callable[[BenchEnv], dict[str, str]] | None = None
     app_check: Callable[[BenchEnv, AppKind], str | None] | None = None
+    wsgi_command: Callable[[BenchEnv, int], list[str]] | None = None
+    stream_command: Callable[[BenchEnv, int], list[str]] | None = None
 
     def environ_for(self, env: BenchEnv) -> dict[str, str]:
         """The environment the server runs in."""
@@ -130,7 +139,13 @@ class ServerSpec:
 
     def command_for(self, app: AppKind) -> Callable[[BenchEnv, int], list[str]] | None:
         """The command builder for ``app``, or ``None`` if this server does not serve it."""
-        return self.command if app == "body" else self.blocking_command
+        if app == "body":
+            return self.command
+        if app == "blocking":
+            return self.blocking_command
+        if app == "wsgi":
+            return self.wsgi_command
+        return self.stream_command
 
     def serves(self, app: AppKind) -> bool:
         """Whether this server runs the scenarios of ``app``."""
@@ -170,6 +185,55 @@ def _peregrine_blocking_for(*, baseline: bool) -> Callable[[BenchEnv, int], list
 
 _peregrine_blocking: Final = _peregrine_blocking_for(baseline=False)
 _peregrine_baseline_blocking: Final = _peregrine_blocking_for(baseline=True)
+
+
+def _peregrine_stream(env: BenchEnv, port: int) -> list[str]:
+    """``stream-1g`` on Peregrine's core: ``resp.set_stream`` of a generator
+    (``--handler-threads N`` when asked for and this Peregrine has it)."""
+    line = [
+        env.python, "-m", "peregrine_core", "tools.bench.apps.peregrine_stream_app:Handler",
+        "--port", str(port), "--host", LOOPBACK, "--workers", "1",
+        "--backlog", str(BACKLOG_CONNECTIONS), "--log-level", "warning",
+    ]  # fmt: skip
+    if env.handler_threads is not None and peregrine_handler_threads(env) is not None:
+        line += ["--handler-threads", str(env.handler_threads)]
+    return line
+
+
+WSGI_APP: Final = "tools.bench.apps.wsgi_scenario_app:app"
+"""The app every WSGI server runs in the WSGI and streaming scenarios."""
+PEREGRINE_WSGI_HANDLER: Final = "tools.bench.apps.peregrine_wsgi_app:handler"
+"""``peregrine_wsgi.WSGIHandler(app)`` on :data:`WSGI_APP`, served by the core's command."""
+
+
+def _peregrine_wsgi(env: BenchEnv, port: int) -> list[str]:
+    """Peregrine's WSGI adapter on the WSGI app: the core's command line serving
+    ``WSGIHandler(app)`` (what ``peregrine wsgi MODULE:APP`` builds, named by module and
+    attribute: the ``wsgi`` plugin is found only through an installed package's entry
+    point), 1 worker, always ``--handler-threads N``."""
+    return [
+        env.python, "-m", "peregrine_core", PEREGRINE_WSGI_HANDLER,
+        "--port", str(port), "--host", LOOPBACK, "--workers", "1",
+        "--handler-threads", str(env.peer_threads),
+        "--backlog", str(BACKLOG_CONNECTIONS), "--log-level", "warning",
+    ]  # fmt: skip
+
+
+def _check_peregrine_wsgi(env: BenchEnv) -> str | None:
+    """This checkout must have ``peregrine_wsgi`` (importable from its ``src``) and a core
+    command line with ``--handler-threads``."""
+    works, output = _help_text(env.python, "peregrine_core", env)
+    if not works:
+        return (
+            f"`python -m peregrine_core --help` fails here, so the command is unavailable "
+            f"({output})"
+        )
+    if "--handler-threads" not in output:
+        return "this checkout's `python -m peregrine_core` has no `--handler-threads`"
+    works, output = _help_text(env.python, "peregrine_wsgi", env)
+    if not works:
+        return f"`python -m peregrine_wsgi --help` fails here: no usable peregrine_wsgi ({output})"
+    return None
 
 
 _HANDLER_THREADS_HELP: Final = re.compile(
@@ -314,20 +378,42 @@ def _gunicorn(env: BenchEnv, port: int) -> list[str]:
     ]  # fmt: skip
 
 
-def _gunicorn_gthread(env: BenchEnv, port: int) -> list[str]:
-    return [
-        _venv(env), "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
-        "--threads", str(env.peer_threads),
-        "--bind", f"{LOOPBACK}:{port}", "--backlog", str(BACKLOG_CONNECTIONS),
-        "--log-level", "warning", "tools.bench.apps.wsgi_blocking_app:app",
-    ]  # fmt: skip
+def _gunicorn_gthread_on(app: str) -> Callable[[BenchEnv, int], list[str]]:
+    def command(env: BenchEnv, port: int) -> list[str]:
+        return [
+            _venv(env), "-m", "gunicorn", "--workers", "1", "--worker-class", "gthread",
+            "--threads", str(env.peer_threads),
+            "--bind", f"{LOOPBACK}:{port}", "--backlog", str(BACKLOG_CONNECTIONS),
+            "--log-level", "warning", app,
+        ]  # fmt: skip
+
+    return command
 
 
-def _waitress(env: BenchEnv, port: int) -> list[str]:
+def _waitress_on(app: str) -> Callable[[BenchEnv, int], list[str]]:
+    def command(env: BenchEnv, port: int) -> list[str]:
+        return [
+            _venv(env), "-m", "waitress", f"--listen={LOOPBACK}:{port}",
+            f"--threads={env.peer_threads}", f"--backlog={BACKLOG_CONNECTIONS}",
+            f"--connection-limit={MAX_CONNECTIONS}", app,
+        ]  # fmt: skip
+
+    return command
+
+
+_gunicorn_gthread: Final = _gunicorn_gthread_on("tools.bench.apps.wsgi_blocking_app:app")
+_waitress: Final = _waitress_on("tools.bench.apps.wsgi_blocking_app:app")
+
+
+def _granian_wsgi(env: BenchEnv, port: int) -> list[str]:
+    """granian's WSGI interface: 1 worker, 1 runtime thread, N blocking threads (the
+    threads that run the WSGI app)."""
     return [
-        _venv(env), "-m", "waitress", f"--listen={LOOPBACK}:{port}",
-        f"--threads={env.peer_threads}", f"--backlog={BACKLOG_CONNECTIONS}",
-        f"--connection-limit={MAX_CONNECTIONS}", "tools.bench.apps.wsgi_blocking_app:app",
+        _venv(env), "-m", "granian", "--interface", "wsgi",
+        "--host", LOOPBACK, "--port", str(port), "--workers", "1", "--runtime-threads", "1",
+        "--blocking-threads", str(env.peer_threads),
+        "--backlog", str(BACKLOG_CONNECTIONS), "--no-ws", "--no-access-log",
+        "--log-level", "warning", WSGI_APP,
     ]  # fmt: skip
 
 
@@ -487,11 +573,13 @@ def find_binary(name: str) -> str | None:
 SERVERS: Final[tuple[ServerSpec, ...]] = (
     ServerSpec(
         "peregrine",
-        "Peregrine, 1 worker, handler returning the body (blocking scenarios: the sleeping one)",
+        "Peregrine, 1 worker, handler returning the body (blocking scenarios: the sleeping one; "
+        "stream-1g: `resp.set_stream` of a generator)",
         True,
         _check_cli("peregrine_core"),
         _peregrine,
         _peregrine_blocking,
+        stream_command=_peregrine_stream,
     ),
     ServerSpec(
         BASELINE_NAME,
@@ -509,6 +597,16 @@ SERVERS: Final[tuple[ServerSpec, ...]] = (
         True,
         _check_cli("peregrine_static"),
         _peregrine_static,
+    ),
+    ServerSpec(
+        "peregrine-wsgi",
+        "Peregrine's WSGI adapter, `peregrine_wsgi.WSGIHandler(app)` served by `python -m "
+        "peregrine_core`, 1 worker, N handler threads (WSGI and stream scenarios only)",
+        True,
+        _check_peregrine_wsgi,
+        None,
+        wsgi_command=_peregrine_wsgi,
+        stream_command=_peregrine_wsgi,
     ),
     ServerSpec(
         "uvicorn",
@@ -547,19 +645,33 @@ SERVERS: Final[tuple[ServerSpec, ...]] = (
     ),
     ServerSpec(
         "gunicorn-gthread",
-        "gunicorn, 1 gthread worker, N threads (WSGI; blocking scenarios only)",
+        "gunicorn, 1 gthread worker, N threads (WSGI; blocking, WSGI and stream scenarios only)",
         False,
         _check_imports("gunicorn"),
         None,
         _gunicorn_gthread,
+        wsgi_command=_gunicorn_gthread_on(WSGI_APP),
+        stream_command=_gunicorn_gthread_on(WSGI_APP),
     ),
     ServerSpec(
         "waitress",
-        "waitress, N threads (WSGI; blocking scenarios only)",
+        "waitress, N threads (WSGI; blocking, WSGI and stream scenarios only)",
         False,
         _check_imports("waitress"),
         None,
         _waitress,
+        wsgi_command=_waitress_on(WSGI_APP),
+        stream_command=_waitress_on(WSGI_APP),
+    ),
+    ServerSpec(
+        "granian-wsgi",
+        "granian, WSGI, 1 worker, 1 runtime thread, N blocking threads (WSGI and stream "
+        "scenarios only)",
+        False,
+        _check_imports("granian"),
+        None,
+        wsgi_command=_granian_wsgi,
+        stream_command=_granian_wsgi,
     ),
     ServerSpec(
         "stdlib",
@@ -623,9 +735,12 @@ def server_environ(repo: Path, *, ours: bool, src: Sequence[Path] | None = None)
 
 
 def checkout_src(repo: Path) -> list[Path]:
-    """The ``src`` directories of this checkout that Peregrine's servers run from."""
+    """The ``src`` directories of this checkout that Peregrine's servers run from
+    (``peregrine-wsgi``'s once it exists)."""
     packages = repo / "packages"
-    return [packages / "peregrine-core" / "src", packages / "peregrine-static" / "src"]
+    dirs = [packages / "peregrine-core" / "src", packages / "peregrine-static" / "src"]
+    wsgi = packages / "peregrine-wsgi" / "src"
+    return [*dirs, wsgi] if wsgi.is_dir() else dirs
 
 
 def prepare_static(workdir: Path) -> Path:
@@ -675,6 +790,7 @@ def versions(env: BenchEnv) -> Mapping[str, str]:
     for dist, names in (
         ("peregrine-core", ("peregrine",)),
         ("peregrine-static", ("peregrine_static",)),
+        ("peregrine-wsgi", ("peregrine-wsgi",)),
     ):
         path = env.repo / "packages" / dist / "src" / dist.replace("-", "_") / "__about__.py"
         with contextlib.suppress(OSError):
@@ -682,6 +798,10 @@ def versions(env: BenchEnv) -> Mapping[str, str]:
             if match:
                 for name in names:
                     found[name] = f"{dist} {match.group(1)} (this checkout)"
+    if "peregrine-wsgi" in found and "peregrine" in found:
+        found["peregrine-wsgi"] = found["peregrine-wsgi"].replace(
+            " (this checkout)", ", " + found["peregrine"]
+        )
     if env.baseline is not None:
         path = env.baseline.root / "packages/peregrine-core/src/peregrine_core/__about__.py"
         with contextlib.suppress(OSError):
@@ -712,6 +832,7 @@ def versions(env: BenchEnv) -> Mapping[str, str]:
             for name, dist in (
                 ("granian-rsgi", "granian"),
                 ("granian-asgi", "granian"),
+                ("granian-wsgi", "granian"),
                 ("aiohttp", "aiohttp"),
                 ("gunicorn-sync", "gunicorn"),
                 ("gunicorn-gthread", "gunicorn"),

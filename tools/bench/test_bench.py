@@ -1,6 +1,8 @@
 """Checks of the harness's pure parts: output parsing, ratios, the body, the Python clients,
-the per-path latency split, the blocking apps, the servers' command lines, and the baseline
-revision (``--baseline``: options, git commands, environment, report line).
+the per-path latency split, the blocking apps, the servers' command lines, the baseline
+revision (``--baseline``: options, git commands, environment, report line), and the WSGI and
+streaming scenarios (registration, options, apps called directly, the download client, the
+RSS sampler, report lines).
 
 Run: ``pytest tools/bench`` (the load generators' outputs below were captured from wrk 4.1.0
 and h2load 1.52.0).
@@ -28,9 +30,10 @@ import proctree
 import report
 import run
 import servers
-from apps import wsgi_blocking_app
+from apps import peregrine_stream_app, wsgi_blocking_app, wsgi_scenario_app
 from apps._blocking import SLEEP_S, SLOW_S, SMALL_BODY
 from apps._body import BODY, BODY_BYTES, make_body
+from apps._stream import PIECE_BYTES, STREAM_BYTES, STREAM_PATH, make_piece, pieces
 from apps.floor_app import serve as serve_floor
 from apps.stdlib_app import BodyHandler
 
@@ -853,3 +856,469 @@ def test_source_digest_sees_edits_and_the_runs_are_split_by_version(tmp_path: Pa
     (note,) = run._source_notes(["a", "b", "b"])
     assert "changed during the run" in note
     assert "run 1: version 1; runs 2–3: version 2" in note
+
+
+# --- the WSGI and streaming scenarios ---------------------------------------------------------------
+
+
+def test_wsgi_and_stream_scenarios_are_registered_but_not_quick() -> None:
+    hello = loadgen.scenario("wsgi-hello-c100")
+    assert (hello.tool, hello.connections, hello.path, hello.app) == ("wrk", 100, "/hello", "wsgi")
+    assert hello.thread_sleep_s == 0
+    sleep5 = loadgen.scenario("wsgi-sleep5-c100")
+    assert (sleep5.tool, sleep5.connections, sleep5.path, sleep5.app) == (
+        "wrk",
+        100,
+        "/sleep5",
+        "wsgi",
+    )
+    assert sleep5.thread_sleep_s == SLEEP_S
+    stream = loadgen.scenario("stream-1g")
+    assert (stream.tool, stream.connections, stream.path, stream.app) == (
+        "curl",
+        1,
+        STREAM_PATH,
+        "stream",
+    )
+    assert stream.stream_bytes == STREAM_BYTES == 1 << 30
+    assert loadgen.command(stream, "http://127.0.0.1:9/stream1g", 5)[0] == "curl"
+    quick = run.parse_args(["--quick"])
+    assert quick.scenario_keys == ("wrk-c100",)
+    assert quick.server_names == ("peregrine", "stdlib")
+    everything = run.parse_args([])
+    assert {"wsgi-hello-c100", "wsgi-sleep5-c100", "stream-1g"} <= set(everything.scenario_keys)
+    assert {"peregrine-wsgi", "granian-wsgi"} <= set(everything.server_names)
+
+
+def test_wsgi_scenarios_are_chosen_with_the_thread_count() -> None:
+    plan = run.parse_args(
+        [
+            "--scenarios", "wsgi-hello-c100", "wsgi-sleep5-c100", "stream-1g",
+            "--servers", "peregrine-wsgi", "gunicorn-gthread", "waitress", "granian-wsgi",
+            "peregrine", "--handler-threads", "16", "--rounds", "2", "--duration", "5",
+        ]
+    )  # fmt: skip
+    assert plan.scenario_keys == ("wsgi-hello-c100", "wsgi-sleep5-c100", "stream-1g")
+    assert plan.server_names[0] == "peregrine-wsgi"
+    assert plan.handler_threads == 16
+    assert (plan.rounds, plan.duration_s) == (2, 5)
+    with pytest.raises(SystemExit) as exc:
+        run.parse_args(["--scenarios", "wsgi-nothing"])
+    assert exc.value.code == 2
+
+
+def test_wsgi_servers_serve_the_wsgi_and_stream_apps_only() -> None:
+    for name in ("peregrine-wsgi", "gunicorn-gthread", "waitress", "granian-wsgi"):
+        spec = servers.spec(name)
+        assert spec.serves("wsgi")
+        assert spec.serves("stream")
+        assert not spec.serves("body")
+    for name in ("peregrine-wsgi", "granian-wsgi"):
+        assert not servers.spec(name).serves("blocking")
+    assert servers.spec("peregrine").serves("stream")
+    assert not servers.spec("peregrine").serves("wsgi")
+    assert servers.spec("peregrine-wsgi").ours
+    for name in ("nginx", "uvicorn", "peregrine-baseline", "gunicorn-sync", "stdlib"):
+        assert not servers.spec(name).serves("wsgi")
+        assert not servers.spec(name).serves("stream")
+    assert "granian-wsgi" in run.VENV_SERVERS
+
+
+def _command(name: str, app: loadgen.AppKind, env: servers.BenchEnv) -> list[str]:
+    build = servers.spec(name).command_for(app)
+    assert build is not None
+    return build(env, 8000)
+
+
+def test_wsgi_servers_run_one_process_with_n_threads_on_the_same_app(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    env = _env(16)
+    for app in ("wsgi", "stream"):
+        ours = _command("peregrine-wsgi", app, env)
+        assert ours[1:4] == ["-m", "peregrine_core", servers.PEREGRINE_WSGI_HANDLER]
+        assert ours[ours.index("--handler-threads") + 1] == "16"
+        assert ours[ours.index("--workers") + 1] == "1"
+        assert ours[ours.index("--host") + 1] == "127.0.0.1"
+        assert ours[ours.index("--backlog") + 1] == str(servers.BACKLOG_CONNECTIONS)
+        gthread = _command("gunicorn-gthread", app, env)
+        assert gthread[gthread.index("--worker-class") + 1] == "gthread"
+        assert gthread[gthread.index("--threads") + 1] == "16"
+        assert gthread[gthread.index("--workers") + 1] == "1"
+        assert gthread[-1] == servers.WSGI_APP
+        waitress = _command("waitress", app, env)
+        assert {"--threads=16", "--listen=127.0.0.1:8000", servers.WSGI_APP} <= set(waitress)
+        granian = _command("granian-wsgi", app, env)
+        assert granian[granian.index("--interface") + 1] == "wsgi"
+        assert granian[granian.index("--workers") + 1] == "1"
+        assert granian[granian.index("--blocking-threads") + 1] == "16"
+        assert granian[granian.index("--runtime-threads") + 1] == "1"
+        assert granian[-1] == servers.WSGI_APP
+    assert servers.WSGI_APP == "tools.bench.apps.wsgi_scenario_app:app"
+    assert servers.PEREGRINE_WSGI_HANDLER == "tools.bench.apps.peregrine_wsgi_app:handler"
+    # the default thread count when none is asked for; peregrine-wsgi always gets it
+    default = _command("peregrine-wsgi", "wsgi", _env())
+    assert default[default.index("--handler-threads") + 1] == "32"
+    # available only with a core that has --handler-threads and an importable peregrine_wsgi
+    helps = {"peregrine_core": (True, "--host --port --workers --handler-threads N")}
+    helps["peregrine_wsgi"] = (True, "usage: python -m peregrine_wsgi APP")
+    monkeypatch.setattr(servers, "_help_text", lambda python, module, *a, **k: helps[module])
+    assert servers.spec("peregrine-wsgi").check(env) is None
+    helps["peregrine_wsgi"] = (False, "No module named peregrine_wsgi")
+    reason = servers.spec("peregrine-wsgi").check(env)
+    assert reason is not None
+    assert "No module named peregrine_wsgi" in reason
+    helps["peregrine_core"] = (True, "--host --port --workers")
+    reason = servers.spec("peregrine-wsgi").check(env)
+    assert reason is not None
+    assert "--handler-threads" in reason
+
+
+def test_peregrine_streams_with_its_core_handler(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(servers, "peregrine_handler_threads", lambda env, baseline=False: "32")
+    command = _command("peregrine", "stream", _env())
+    assert "tools.bench.apps.peregrine_stream_app:Handler" in command
+    assert "--handler-threads" not in command
+    command = _command("peregrine", "stream", _env(8))
+    assert command[command.index("--handler-threads") + 1] == "8"
+
+
+class _Answers:
+    """A WSGI ``start_response`` that keeps what it was given."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[str, list[tuple[str, str]]]] = []
+
+    def __call__(self, status: str, headers: list[tuple[str, str]]) -> None:
+        self.calls.append((status, headers))
+
+    def header(self, name: str) -> str | None:
+        values = [v for n, v in self.calls[-1][1] if n.lower() == name.lower()]
+        assert len(values) <= 1
+        return values[0] if values else None
+
+
+def test_wsgi_scenario_app_answers_each_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    slept: list[float] = []
+    monkeypatch.setattr(time, "sleep", slept.append)
+    answers = _Answers()
+    hello = wsgi_scenario_app.app({"PATH_INFO": "/hello"}, answers)
+    assert isinstance(hello, list)
+    assert len(hello) == 1
+    assert hello == [wsgi_scenario_app.HELLO_BODY] == [b"Hello, World!\n"]
+    assert answers.calls[-1][0] == "200 OK"
+    assert answers.header("Content-Length") == "14"
+    assert slept == []
+    assert b"".join(wsgi_scenario_app.app({"PATH_INFO": "/sleep5"}, answers)) == SMALL_BODY
+    assert slept == [SLEEP_S]
+    assert answers.header("Content-Length") == str(len(SMALL_BODY))
+    assert b"".join(wsgi_scenario_app.app({"PATH_INFO": "/"}, answers)) == BODY
+    assert answers.header("Content-Length") == str(BODY_BYTES)
+    assert b"".join(wsgi_scenario_app.app({"PATH_INFO": "/nothing"}, answers)) == b"not found\n"
+    assert answers.calls[-1][0] == "404 Not Found"
+    stream = wsgi_scenario_app.app({"PATH_INFO": STREAM_PATH}, answers)
+    assert not isinstance(stream, list)  # a generator: never the whole body at once
+    assert answers.calls[-1][0] == "200 OK"
+    assert answers.header("Content-Length") == str(STREAM_BYTES)
+    count = total = 0
+    for piece in stream:
+        assert len(piece) == PIECE_BYTES
+        count, total = count + 1, total + len(piece)
+    assert (count, total) == (STREAM_BYTES // PIECE_BYTES, STREAM_BYTES)
+    assert slept == [SLEEP_S]
+
+
+def test_stream_pieces_add_up_to_the_total_and_are_made_once() -> None:
+    assert [len(p) for p in pieces(10, 4)] == [4, 4, 2]
+    assert b"".join(pieces(10, 4)) == make_piece(4) * 2 + make_piece(4)[:2]
+    assert list(pieces(0)) == []
+    first, second = next(iter(pieces())), list(pieces(3 * PIECE_BYTES))[2]
+    assert first is second  # one prepared piece, yielded again and again
+    assert len(make_piece()) == PIECE_BYTES
+
+
+class _FakeResponse:
+    def __init__(self) -> None:
+        self.status = 200
+        self.headers: list[tuple[str, str]] = []
+        self.body: bytes | None = None
+        self.stream: tuple[Any, int | None] | None = None
+
+    def add_header(self, name: str, value: str) -> None:
+        self.headers.append((name, value))
+
+    def set_body(self, body: bytes) -> None:
+        self.body = body
+
+    def set_stream(self, body: Any, length: int | None = None) -> None:
+        self.stream = (body, length)
+
+
+class _FakeRequest:
+    def __init__(self, path: str) -> None:
+        self.path = path
+
+
+def test_peregrine_stream_handler_sets_a_stream_with_its_length() -> None:
+    handler = peregrine_stream_app.Handler()
+    resp = _FakeResponse()
+    handler.handle_request(_FakeRequest(STREAM_PATH), resp)  # type: ignore[arg-type]
+    assert resp.body is None
+    assert resp.stream is not None
+    body, length = resp.stream
+    assert length == STREAM_BYTES
+    assert sum(len(p) for p in body) == STREAM_BYTES
+    assert ("Content-Type", "application/octet-stream") in resp.headers
+    resp = _FakeResponse()
+    handler.handle_request(_FakeRequest("/"), resp)  # type: ignore[arg-type]
+    assert (resp.status, resp.body, resp.stream) == (200, BODY, None)
+    resp = _FakeResponse()
+    handler.handle_request(_FakeRequest("/x"), resp)  # type: ignore[arg-type]
+    assert resp.status == 404
+
+
+def test_curl_command_and_output() -> None:
+    cmd = loadgen.curl_command("http://127.0.0.1:9/stream1g")
+    assert cmd[0] == "curl"
+    assert cmd[cmd.index("--output") + 1] == "/dev/null"
+    assert cmd[-1] == "http://127.0.0.1:9/stream1g"
+    assert "--max-time" in cmd
+    done = loadgen.parse_curl("200 1073741824 0.812345\n", 0)
+    assert done == loadgen.Download(200, 1073741824, 0.812345, "ok")
+    assert loadgen.parse_curl("curl: (18) transfer closed\n200 1000 0.5\n", 18).outcome == "error"
+    assert loadgen.parse_curl("000 0 120.0\n", 28).outcome == "timeout"
+    with pytest.raises(loadgen.LoadError):
+        loadgen.parse_curl("curl: (6) Could not resolve host\n", 6)
+
+
+class _DownloadHandler(BaseHTTPRequestHandler):
+    """``/len`` 300 kB with Content-Length, ``/chunked`` the same chunked, ``/short`` fewer
+    bytes than it announces, anything else 404."""
+
+    protocol_version = "HTTP/1.1"
+    size = 300_000
+
+    def do_GET(self) -> None:
+        piece = make_piece(100_000)
+        if self.path in ("/len", "/short"):
+            self.send_response(200)
+            self.send_header("Content-Length", str(self.size))
+            self.end_headers()
+            self.wfile.write(piece * (3 if self.path == "/len" else 2))
+            if self.path == "/short":
+                self.close_connection = True
+        elif self.path == "/chunked":
+            self.send_response(200)
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            for _ in range(3):
+                self.wfile.write(b"%x\r\n%s\r\n" % (len(piece), piece))
+            self.wfile.write(b"0\r\n\r\n")
+        else:
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def download_server() -> Iterator[int]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _DownloadHandler)
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    try:
+        yield server.server_address[1]
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join(timeout=5)
+
+
+def test_python_download_counts_the_body_bytes(download_server: int) -> None:
+    base = f"http://127.0.0.1:{download_server}"
+    for path in ("/len", "/chunked"):
+        one = loadgen.python_download(base + path, buffer_bytes=65536, timeout_s=10)
+        assert (one.status, one.size_bytes, one.outcome) == (200, 300_000, "ok")
+    short = loadgen.python_download(base + "/short", timeout_s=10)
+    assert short.outcome == "error"
+    assert short.size_bytes == 200_000
+    with pytest.raises(loadgen.LoadError, match=r"only requests 127\.0\.0\.1"):
+        loadgen.python_download("http://example.com/")
+
+
+def test_stream_load_repeats_downloads_and_counts_failures(download_server: int) -> None:
+    base = f"http://127.0.0.1:{download_server}"
+    result = loadgen.stream_load(base + "/len", 1, 300_000, cpu=None, tool="python")
+    assert result.requests >= 1
+    assert result.bytes_received == 300_000 * result.requests
+    assert (result.errors, result.timeouts, result.non_2xx) == (0, 0, 0)
+    assert result.bytes_per_s is not None
+    assert result.bytes_per_s > 0
+    # a body shorter than expected ends the run after that download, counted as an error
+    wrong = loadgen.stream_load(base + "/len", 5, 1 << 30, cpu=None, tool="python")
+    assert (wrong.requests, wrong.errors, wrong.non_2xx) == (1, 1, 0)
+    missing = loadgen.stream_load(base + "/missing", 5, 300_000, cpu=None, tool="python")
+    assert (missing.requests, missing.errors, missing.non_2xx) == (1, 0, 1)
+    assert loadgen.stream_load(base + "/len", 0, 300_000, cpu=None, tool="python").requests == 0
+    scn = loadgen.scenario("stream-1g")
+    with pytest.raises(loadgen.LoadError, match="download"):
+        loadgen.run_load(scn, base + "/len", 1, cpu=None, tool="wrk")
+
+
+@pytest.mark.skipif(shutil.which("curl") is None, reason="curl is not installed")
+def test_stream_load_with_curl(download_server: int) -> None:
+    base = f"http://127.0.0.1:{download_server}"
+    result = loadgen.stream_load(base + "/chunked", 1, 300_000, cpu=None, tool="curl")
+    assert result.tool == "curl"
+    assert result.requests >= 1
+    assert result.bytes_received == 300_000 * result.requests
+    assert (result.errors, result.timeouts, result.non_2xx) == (0, 0, 0)
+    short = loadgen.stream_load(base + "/short", 1, 300_000, cpu=None, tool="curl")
+    assert (short.requests, short.errors) == (1, 1)
+
+
+def test_rss_sampler_keeps_the_peak_of_a_process_tree() -> None:
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        with proctree.RssSampler(os.getpid(), interval_s=0.01) as sampler:
+            assert child.pid in proctree.process_tree(os.getpid())
+            grown = bytearray(64 << 20)  # 64 MiB, touched
+            for i in range(0, len(grown), 4096):
+                grown[i] = 1
+            deadline = time.monotonic() + 10
+            while sampler.samples < 3 and time.monotonic() < deadline:
+                time.sleep(0.01)
+        assert sampler.samples >= 3
+        assert sampler.peak_bytes >= proctree.rss_bytes(child.pid) + len(grown)
+        del grown
+    finally:
+        child.kill()
+        child.wait(timeout=5)
+
+
+def _stream_record(
+    round_index: int, server: str, gb_per_s: float, cpu_s: float, peak_mib: int
+) -> report.RunRecord:
+    size = 4 * STREAM_BYTES
+    seconds = size / (gb_per_s * 1e9)
+    result = loadgen.LoadResult(
+        "curl", 4, seconds, 4 / seconds, seconds / 4 * 1e6, 0.0, None, 0, 0, 0,
+        seconds / 4 * 1e6, bytes_received=size,
+    )  # fmt: skip
+    return report.RunRecord(
+        round_index, "stream-1g", server, result, cpu_s, 50 << 20, sys_s=cpu_s / 2,
+        rss_before_bytes=40 << 20, rss_peak_bytes=peak_mib << 20,
+    )  # fmt: skip
+
+
+def _wsgi_record(round_index: int, server: str, rps: float) -> report.RunRecord:
+    result = loadgen.LoadResult("wrk", int(rps) * 8, 8.0, rps, None, None, None, 0, 0, 0)
+    return report.RunRecord(round_index, "wsgi-sleep5-c100", server, result, cpu_s=1.0)
+
+
+def _render(records: list[report.RunRecord], scenarios: list[str], threads: int | None) -> str:
+    return report.render(
+        report.ReportInput(
+            command_line="run.py",
+            started="now",
+            machine=[],
+            method=[],
+            servers=[
+                ("peregrine", "p", "1"),
+                ("peregrine-wsgi", "pw", "1"),
+                ("waitress", "w", "1"),
+            ],
+            scenarios=[loadgen.scenario(k) for k in scenarios],
+            ours=["peregrine", "peregrine-wsgi"],
+            records=records,
+            threads=threads,
+        )
+    )
+
+
+def test_report_gives_gb_per_s_peak_rss_and_stream_ratios() -> None:
+    records = [
+        _stream_record(1, "peregrine", 2.0, 2.0, 42),
+        _stream_record(1, "peregrine-wsgi", 1.5, 3.0, 44),
+        _stream_record(1, "waitress", 0.5, 6.0, 88),
+        _stream_record(2, "peregrine", 2.0, 2.0, 42),
+        _stream_record(2, "peregrine-wsgi", 1.5, 3.0, 44),
+        _stream_record(2, "waitress", 1.0, 4.0, 84),
+    ]
+    text = _render(records, ["stream-1g"], None)
+    assert "## stream-1g:" in text
+    assert "| server | GB/s | s per download | downloads |" in text
+    # 2.0 GB/s, 4 downloads of 1 GiB in each of 2 rounds; CPU 2 s per 4.29 GB
+    assert "| **peregrine** | 2.00 | 0.54 | 8 | 0 | 0 | 0 | 0.47 | 0.23 | 40 | 42 |" in text
+    assert "| waitress | 0.75 |" in text
+    assert "2.00 / 2.00" in text
+    assert "0.50 / 1.00" in text
+    # ours ÷ waitress GB/s: 4× and 2×; waitress CPU/GB ÷ ours: 3× and 2×; peak RSS 88/42, 84/42
+    assert "| `waitress` | 3.00× (2.00–4.00) | 2.50× (2.00–3.00) | 2.05× (2.00–2.10) |" in text
+    assert "| latency avg |" not in text  # the download table replaces the requests table
+
+
+def test_report_gives_the_thread_ceiling_and_each_servers_fraction() -> None:
+    records = [
+        _wsgi_record(1, "peregrine-wsgi", 6000.0),
+        _wsgi_record(1, "waitress", 3200.0),
+        _wsgi_record(2, "peregrine-wsgi", 6200.0),
+        _wsgi_record(2, "waitress", 3200.0),
+    ]
+    text = _render(records, ["wsgi-sleep5-c100"], 32)
+    assert "32 threads / 5 ms = 6,400 req/s" in text
+    assert "`peregrine-wsgi` 6,100 req/s = 95%" in text
+    assert "`waitress` 3,200 req/s = 50%" in text
+    assert "Ceiling" not in _render(records, ["wsgi-sleep5-c100"], None)
+    line = report.ceiling_line(records, loadgen.scenario("wsgi-sleep5-c100"), 16, ["waitress"])
+    assert "16 threads / 5 ms = 3,200 req/s" in line
+    assert "`waitress` 3,200 req/s = 100%" in line
+
+
+def test_method_and_notes_say_what_the_wsgi_and_stream_scenarios_measure() -> None:
+    plan = run.parse_args(["--scenarios", "wsgi-hello-c100", "wsgi-sleep5-c100", "stream-1g"])
+    env = _env()
+    scenarios = [loadgen.scenario(k) for k in plan.scenario_keys]
+    specs = [servers.spec(n) for n in ("peregrine", "peregrine-wsgi", "waitress", "granian-wsgi")]
+    method = " ".join(run._method(plan, env, 0, specs, scenarios, uses_python_client=False))
+    assert "wsgi-hello-c100 measures" in method
+    assert "32 / 5 ms" not in method
+    assert "threads / 5 ms = 6,400 req/s" in method
+    assert "stream-1g measures" in method
+    assert "1,073,741,824 bytes" in method
+    assert "--blocking-threads N" in method
+    notes = " ".join(run._app_notes(plan, env, scenarios, specs))
+    assert "`peregrine` (wsgi-hello-c100, wsgi-sleep5-c100)" in notes
+    assert "32 handler threads each" in notes
+    assert "granian, WSGI, 1 worker, 1 runtime thread, 32 blocking threads" in run._title(
+        servers.spec("granian-wsgi"), env
+    )
+    assert "32 handler threads" in run._title(servers.spec("peregrine-wsgi"), env)
+
+
+def test_servers_that_run_none_of_the_scenarios_are_left_out() -> None:
+    keys = ["wsgi-hello-c100", "stream-1g"]
+    kept = run.servers_for(servers.SERVER_NAMES, keys)
+    assert kept == (
+        "peregrine",
+        "peregrine-wsgi",
+        "gunicorn-gthread",
+        "waitress",
+        "granian-wsgi",
+    )
+    assert run.servers_for(servers.SERVER_NAMES, ["wsgi-sleep5-c100"])[0] == "peregrine-wsgi"
+    assert "nginx" in run.servers_for(servers.SERVER_NAMES, ["wrk-c100"])
+    notes: list[str] = []
+    plan = run._servers_for_scenarios(run.parse_args(["--scenarios", *keys]), notes)
+    assert plan.server_names == kept
+    assert len(notes) == 1
+    assert "`nginx`" in notes[0]
+    assert "`peregrine-wsgi`" not in notes[0]
+    quick: list[str] = []
+    assert run._servers_for_scenarios(run.parse_args(["--quick"]), quick).server_names == (
+        "peregrine",
+        "stdlib",
+    )
+    assert quick == []
