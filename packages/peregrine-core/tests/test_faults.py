@@ -20,7 +20,6 @@ import select
 import selectors
 import signal
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -30,6 +29,7 @@ from typing import Final, Generic, TypeVar
 
 import pytest
 
+from peregrine_core import testing
 from peregrine_core._config import PollerName
 
 from conftest import TIMEOUT, Reader, Reply, connect
@@ -40,14 +40,6 @@ pytestmark = pytest.mark.skipif(
 
 TESTS_DIR: Final = Path(__file__).parent
 START_TIMEOUT: Final = 15.0
-# Runs the command line under a lower RLIMIT_NOFILE: argv is NOFILE, then the CLI's arguments.
-LIMITED_BOOT: Final = """
-import resource, runpy, sys
-limit = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-sys.argv = ["peregrine", *sys.argv[2:]]
-runpy.run_module("peregrine_core", run_name="__main__", alter_sys=True)
-"""
 T = TypeVar("T")
 
 
@@ -57,13 +49,6 @@ def get(path: str, *headers: str) -> bytes:
 
 
 # --- /proc ------------------------------------------------------------------------------------
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, "state"
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def thread_count(pid: int) -> int:
@@ -107,97 +92,33 @@ def _cmdline(pid: int) -> bytes:
 # --- the server process ---------------------------------------------------------------------
 
 
-class ServerProcess:
-    """``python -m peregrine_core APP --host 127.0.0.1 --port 0 OPTIONS`` in a subprocess."""
+class ServerProcess(testing.ServerProcess):
+    """``python -m peregrine_core APP --host 127.0.0.1 --port 0 OPTIONS`` in a subprocess, which
+    also remembers the server processes it forked, to kill what is left of them."""
 
-    def __init__(self, app: str, options: tuple[str, ...], *, cwd: Path, nofile: int | None) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH")) if p)
-        cli = [app, "--host", "127.0.0.1", "--port", "0", *options]
-        if nofile is None:
-            argv = [sys.executable, "-m", "peregrine_core", *cli]
-        else:
-            argv = [sys.executable, "-c", LIMITED_BOOT, str(nofile), *cli]
-        self.proc = subprocess.Popen(
-            argv,
+    def __init__(
+        self, app: str, options: tuple[str, ...], *, cwd: Path, nofile: int | None, processes: int
+    ) -> None:
+        super().__init__(
+            "peregrine_core",
+            [app, "--host", "127.0.0.1", "--port", "0", *options],
             cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            python_path=[TESTS_DIR],
+            nofile=nofile,
+            ready_count=processes,
+            start_timeout=START_TIMEOUT,
         )
-        self.pid = self.proc.pid
-        self.port = 0
         self.known_children: dict[int, bytes] = {}
-        self._lines: list[str] = []
-        self._eof = False
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, name=f"log-of-{self.pid}", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self._lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        """Everything the server wrote so far (stderr, with stdout merged in)."""
-        with self._cond:
-            return "".join(self._lines)
-
-    def wait_for_log(self, pattern: str, count: int = 1, timeout: float = TIMEOUT) -> list[re.Match[str]]:
-        """The first ``count`` log lines matching ``pattern``; fails after ``timeout`` s."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                matches = [m for line in self._lines if (m := regex.search(line))]
-                if len(matches) >= count:
-                    return matches[:count]
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    state = f"exited with {self.proc.poll()}" if self._eof else f"nothing in {timeout} s"
-                    raise AssertionError(
-                        f"server {state} before logging {pattern!r} x{count}:\n{''.join(self._lines)}"
-                    )
-                self._cond.wait(remaining)
-
-    def wait_ready(self, processes: int) -> None:
-        """Wait until ``processes`` server processes listen; learn the port and the children."""
-        lines = self.wait_for_log(r"listening on 127\.0\.0\.1:(\d+)", count=processes, timeout=START_TIMEOUT)
-        self.port = int(lines[0].group(1))
         if processes > 1:
             for pid in children_of(self.pid):
                 self.known_children[pid] = _cmdline(pid)
-
-    def send_signal(self, sig: int) -> None:
-        os.kill(self.pid, sig)
-
-    def exit_code_within(self, timeout: float) -> int:
-        """The exit code; fails (with the log) if the process still runs after ``timeout`` s."""
-        try:
-            return self.proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            raise AssertionError(f"the server still runs {timeout} s later:\n{self.log}") from None
 
     def close(self) -> None:
         """Kill whatever is left: the server processes first, then this one, each by its PID."""
         for pid, cmdline in self.known_children.items():
             if running(pid) and _cmdline(pid) == cmdline:
                 os.kill(pid, signal.SIGKILL)
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT)
-        self._reader.join(TIMEOUT)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        super().close()
 
 
 class Launcher:
@@ -208,9 +129,8 @@ class Launcher:
         self.started: list[ServerProcess] = []
 
     def start(self, app: str, *options: str, processes: int = 1, nofile: int | None = None) -> ServerProcess:
-        server = ServerProcess(app, options, cwd=self.cwd, nofile=nofile)
+        server = ServerProcess(app, options, cwd=self.cwd, nofile=nofile, processes=processes)
         self.started.append(server)
-        server.wait_ready(processes)
         return server
 
 
@@ -684,7 +604,7 @@ def test_out_of_file_descriptors_the_server_does_not_spin_and_recovers(
         sock.sendall(get(f"/leak?hold={PRESSURE_SECONDS + 0.2}"))
         leaked = Reader(sock).response().body
     assert leaked.endswith(b"Too many open files"), f"the process never ran out: {leaked!r}"
-    cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+    cpu_before, started = server.cpu_seconds(), time.monotonic()
     connects = 0
     while time.monotonic() - started < PRESSURE_SECONDS:
         try:
@@ -693,7 +613,7 @@ def test_out_of_file_descriptors_the_server_does_not_spin_and_recovers(
         except OSError:
             pass
         time.sleep(0.005)
-    share = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - started)
+    share = (server.cpu_seconds() - cpu_before) / (time.monotonic() - started)
     assert connects > 100, "the pressure never built up"
     assert share < MAX_CPU_SHARE, f"the server used {share:.0%} of a core while out of descriptors"
     server.wait_for_log("released [0-9]+ descriptors")
@@ -732,25 +652,18 @@ def test_a_handler_refusing_connect_itself_sends_its_own_status(launcher: Launch
 # --- memory under large bodies -------------------------------------------------------------------
 
 
-def rss_bytes(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) * 1024
-    raise AssertionError(f"no VmRSS line in /proc/{pid}/status")
-
-
 class RssSampler:
-    """The peak RSS of a process, sampled every 20 ms while the block runs."""
+    """The peak RSS of a server, sampled every 20 ms while the block runs."""
 
-    def __init__(self, pid: int) -> None:
-        self.pid = pid
-        self.peak = rss_bytes(pid)
+    def __init__(self, server: ServerProcess) -> None:
+        self.server = server
+        self.peak = server.rss_bytes()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self) -> None:
         while not self._stop.wait(0.02):
-            self.peak = max(self.peak, rss_bytes(self.pid))
+            self.peak = max(self.peak, self.server.rss_bytes())
 
     def __enter__(self) -> RssSampler:
         self._thread.start()
@@ -774,10 +687,10 @@ def warm_up(port: int) -> None:
 def test_rss_stays_flat_while_a_1_gib_upload_arrives(launcher: Launcher) -> None:
     server = launcher.start("fault_apps:App", "--max-body-bytes", str(GIB + 1))
     warm_up(server.port)
-    before = rss_bytes(server.pid)
+    before = server.rss_bytes()
     piece = b"u" * (1 << 20)
     with (
-        RssSampler(server.pid) as rss,
+        RssSampler(server) as rss,
         socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock,
     ):
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % GIB)
@@ -795,11 +708,11 @@ def test_rss_stays_flat_while_a_1_gib_upload_arrives(launcher: Launcher) -> None
 def test_rss_stays_flat_while_a_1_gib_stream_is_sent(launcher: Launcher) -> None:
     server = launcher.start("fault_apps:App")
     warm_up(server.port)
-    before = rss_bytes(server.pid)
+    before = server.rss_bytes()
     buf = bytearray(1 << 20)
     received = 0
     with (
-        RssSampler(server.pid) as rss,
+        RssSampler(server) as rss,
         socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock,
     ):
         sock.sendall(b"GET /download?mb=1024 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

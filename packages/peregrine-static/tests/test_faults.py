@@ -9,10 +9,8 @@ from __future__ import annotations
 
 import errno
 import os
-import re
 import selectors
 import socket
-import subprocess
 import sys
 import threading
 import time
@@ -22,6 +20,8 @@ from typing import Final
 
 import pytest
 
+from peregrine_core.testing import ServerProcess
+
 pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="the fault scenarios read /proc")
 
 TIMEOUT_S: Final = 5.0
@@ -29,25 +29,10 @@ START_TIMEOUT_S: Final = 15.0
 MAX_CPU_SHARE: Final = 0.05
 SMALL: Final = b"small and always there\n"
 BIG_BYTES: Final = 1024 * 1024
-# Runs the command line under a lower RLIMIT_NOFILE: argv is NOFILE, then the CLI's arguments.
-LIMITED_BOOT: Final = """
-import resource, runpy, sys
-limit = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-sys.argv = ["peregrine_static", *sys.argv[2:]]
-runpy.run_module("peregrine_static", run_name="__main__", alter_sys=True)
-"""
 
 
 def get(path: str) -> bytes:
     return f"GET {path} HTTP/1.1\r\nHost: x\r\n\r\n".encode()
-
-
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, "state"
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 @pytest.fixture
@@ -59,72 +44,22 @@ def site(tmp_path: Path) -> Path:
     return root
 
 
-class StaticServer:
+def static_server(root: Path, *, nofile: int | None = None) -> ServerProcess:
     """``python -m peregrine_static DIR --host 127.0.0.1 --port 0 --quiet`` in a subprocess."""
-
-    def __init__(self, root: Path, *, nofile: int | None = None) -> None:
-        cli = [str(root), "--host", "127.0.0.1", "--port", "0", "--quiet"]
-        if nofile is None:
-            argv = [sys.executable, "-m", "peregrine_static", *cli]
-        else:
-            argv = [sys.executable, "-c", LIMITED_BOOT, str(nofile), *cli]
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=root.parent,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.pid = self.proc.pid
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
-        self._eof = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.port = self._wait_for_port()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self._lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._cond:
-            return "".join(self._lines)
-
-    def _wait_for_port(self) -> int:
-        regex = re.compile(r"on http://127\.0\.0\.1:(\d+)/")
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with self._cond:
-            while True:
-                for line in self._lines:
-                    if match := regex.search(line):
-                        return int(match.group(1))
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    raise AssertionError(f"the server never said where it serves:\n{''.join(self._lines)}")
-                self._cond.wait(remaining)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT_S)
-        self._reader.join(TIMEOUT_S)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+    return ServerProcess(
+        "peregrine_static",
+        [str(root), "--host", "127.0.0.1", "--port", "0", "--quiet"],
+        cwd=root.parent,
+        nofile=nofile,
+        ready=r"on http://127\.0\.0\.1:(\d+)/",
+        start_timeout=START_TIMEOUT_S,
+    )
 
 
 @pytest.fixture
-def start() -> Iterator[list[StaticServer]]:
+def start() -> Iterator[list[ServerProcess]]:
     """Servers started by the test go here; whatever is left of them is killed at the end."""
-    servers: list[StaticServer] = []
+    servers: list[ServerProcess] = []
     try:
         yield servers
     finally:
@@ -245,9 +180,9 @@ def slow_read(sock: socket.socket, stop: threading.Event, received: list[int]) -
 
 
 def test_a_slow_reader_of_a_large_file_does_not_delay_other_clients(
-    site: Path, start: list[StaticServer]
+    site: Path, start: list[ServerProcess]
 ) -> None:
-    server = StaticServer(site)
+    server = static_server(site)
     start.append(server)
     assert fetch(server.port, "/small.txt").body == SMALL  # warm
     slow = socket.socket()
@@ -282,9 +217,9 @@ PROBE_ROUNDS: Final = 2
 
 
 def test_stalled_pipelined_downloads_never_turn_existing_files_into_404(
-    site: Path, start: list[StaticServer]
+    site: Path, start: list[ServerProcess]
 ) -> None:
-    server = StaticServer(site, nofile=NOFILE)
+    server = static_server(site, nofile=NOFILE)
     start.append(server)
     stalled: list[socket.socket] = []
     try:
@@ -299,9 +234,9 @@ def test_stalled_pipelined_downloads_never_turn_existing_files_into_404(
         outcomes: list[Outcome] = []
         for _ in range(PROBE_ROUNDS):  # at once, so that several need a descriptor together
             outcomes += exchange_at_once(server.port, ["/small.txt", "/big.bin"] * 5, timeout=2.0)
-        cpu_before, quiet_from = cpu_seconds(server.pid), time.monotonic()
+        cpu_before, quiet_from = server.cpu_seconds(), time.monotonic()
         time.sleep(1.5)
-        share = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - quiet_from)
+        share = (server.cpu_seconds() - cpu_before) / (time.monotonic() - quiet_from)
     finally:
         for sock in stalled:
             sock.close()

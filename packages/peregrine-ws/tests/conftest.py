@@ -222,6 +222,14 @@ class CountingTransport:
     def peername(self) -> object:
         return self.inner.peername
 
+    @property
+    def local_address(self) -> object:
+        return self.inner.local_address
+
+    @property
+    def scheme(self) -> str:
+        return self.inner.scheme
+
 
 @contextmanager
 def adopted(

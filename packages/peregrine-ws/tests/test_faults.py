@@ -8,13 +8,9 @@ comes from ``/proc``. The clients are this package's ``RawClient`` after a raw h
 
 from __future__ import annotations
 
-import os
-import re
 import selectors
 import socket
-import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -22,6 +18,7 @@ from typing import Final
 
 import pytest
 
+from peregrine_core.testing import ServerProcess
 from peregrine_ws import TextMessage
 
 from conftest import TIMEOUT_S, RawClient
@@ -31,14 +28,6 @@ pytestmark = pytest.mark.skipif(not sys.platform.startswith("linux"), reason="th
 TESTS_DIR: Final = Path(__file__).parent
 START_TIMEOUT_S: Final = 15.0
 MAX_CPU_SHARE: Final = 0.05
-# Runs the core's command line under a lower RLIMIT_NOFILE: argv is NOFILE, then the CLI's arguments.
-LIMITED_BOOT: Final = """
-import resource, runpy, sys
-limit = int(sys.argv[1])
-resource.setrlimit(resource.RLIMIT_NOFILE, (limit, limit))
-sys.argv = ["peregrine", *sys.argv[2:]]
-runpy.run_module("peregrine_core", run_name="__main__", alter_sys=True)
-"""
 HANDSHAKE: Final = (
     b"GET /ws HTTP/1.1\r\n"
     b"Host: 127.0.0.1\r\n"
@@ -50,86 +39,23 @@ HANDSHAKE: Final = (
 )
 
 
-def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time of process ``pid`` (all its threads), in seconds."""
-    stat = Path(f"/proc/{pid}/stat").read_text()
-    fields = stat[stat.rindex(")") + 2 :].split()  # fields[0] is field 3, "state"
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
-
-
-class ServerProcess:
-    """``python -m peregrine_core APP --host 127.0.0.1 --port 0 OPTIONS`` in a subprocess."""
-
-    def __init__(self, app: str, options: tuple[str, ...], *, cwd: Path, nofile: int | None) -> None:
-        env = dict(os.environ)
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (str(TESTS_DIR), env.get("PYTHONPATH")) if p)
-        cli = [app, "--host", "127.0.0.1", "--port", "0", *options]
-        if nofile is None:
-            argv = [sys.executable, "-m", "peregrine_core", *cli]
-        else:
-            argv = [sys.executable, "-c", LIMITED_BOOT, str(nofile), *cli]
-        self.proc = subprocess.Popen(
-            argv,
-            cwd=cwd,
-            env=env,
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.pid = self.proc.pid
-        self._lines: list[str] = []
-        self._cond = threading.Condition()
-        self._eof = False
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-        self.port = int(self._wait_for_log(r"listening on 127\.0\.0\.1:(\d+)").group(1))
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self._lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        with self._cond:
-            return "".join(self._lines)
-
-    def _wait_for_log(self, pattern: str) -> re.Match[str]:
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + START_TIMEOUT_S
-        with self._cond:
-            while True:
-                for line in self._lines:
-                    if match := regex.search(line):
-                        return match
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    raise AssertionError(f"the server never logged {pattern!r}:\n{''.join(self._lines)}")
-                self._cond.wait(remaining)
-
-    def close(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-        self.proc.wait(TIMEOUT_S)
-        self._reader.join(TIMEOUT_S)
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-
 class Launcher:
     def __init__(self, cwd: Path) -> None:
         self.cwd = cwd
         self.started: list[ServerProcess] = []
 
     def start(self, app: str, *options: str, nofile: int | None = None) -> ServerProcess:
-        self.started.append(ServerProcess(app, options, cwd=self.cwd, nofile=nofile))
-        return self.started[-1]
+        """``python -m peregrine_core APP --host 127.0.0.1 --port 0 OPTIONS`` in a subprocess."""
+        server = ServerProcess(
+            "peregrine_core",
+            [app, "--host", "127.0.0.1", "--port", "0", *options],
+            cwd=self.cwd,
+            python_path=[TESTS_DIR],
+            nofile=nofile,
+            start_timeout=START_TIMEOUT_S,
+        )
+        self.started.append(server)
+        return server
 
 
 @pytest.fixture
@@ -255,9 +181,9 @@ def test_websockets_at_the_descriptor_limit_leave_the_server_idle_and_it_recover
     assert crowd.upgraded, "no client was upgraded"
     assert echoes(crowd.upgraded[0], "first") and echoes(crowd.upgraded[-1], "last")
     assert crowd.waiting, f"all {len(crowd.upgraded)} were upgraded: the limit was never reached"
-    cpu_before, started = cpu_seconds(server.pid), time.monotonic()
+    cpu_before, started = server.cpu_seconds(), time.monotonic()
     time.sleep(1.5)
-    share = (cpu_seconds(server.pid) - cpu_before) / (time.monotonic() - started)
+    share = (server.cpu_seconds() - cpu_before) / (time.monotonic() - started)
     assert share < MAX_CPU_SHARE, (
         f"the server used {share:.0%} of a core, idle with {len(crowd.upgraded)} WebSockets open "
         f"and {len(crowd.waiting)} waiting"
