@@ -543,11 +543,14 @@ class Worker:
         handed = self._handed
         while handed:
             conn, head, resp = handed.popleft()
-            if conn is not None and conn.state != _CLOSED and self._conns.get(conn.fd) is conn:
+            if conn is None:
+                continue
+            if conn.state != _CLOSED and self._conns.get(conn.fd) is conn:
                 conn.calling = head  # names the request if it is unanswered at shutdown
                 self._pause(conn)
-                if resp is not None:
-                    attach(resp, self._announcer(conn, head, resp))  # a streamed body is followed
+            if resp is not None:
+                # A streamed body is followed (or, its connection gone, its producer stopped).
+                attach(resp, self._announcer(conn, head, resp))
 
     def _take_completions(self) -> None:
         """Answer the requests whose handler calls came back, then start queued ones."""
