@@ -61,6 +61,20 @@ class Streamer:
             resp.set_stream(self.sources[path], None if length is None else int(length))
         elif path == "/fast":
             resp.set_body("fast\n")
+        elif path == "/sleep-then-stream":  # detached before its body is produced
+            time.sleep(0.05)
+            resp.set_stream(self.sources["/sleep-then-stream"])
+        elif path == "/write-big":  # the writer fills the window inline: the call is detached
+            w = resp.stream()
+            for _ in range(64):
+                w.write(PIECE)
+        elif path == "/write-gone":  # the client leaves while the writer writes
+            w = resp.stream()
+            try:
+                for _ in range(100_000):
+                    w.write(PIECE)
+            except ClientDisconnected:
+                self.seen.append(req)
         elif path == "/write":
             w = resp.stream()
             w.write(b"first,")
@@ -431,3 +445,64 @@ def test_local_addr_and_scheme_of_a_hand_built_request() -> None:
     assert req.scheme == "http"
     assert req.body_file.read() == b""
     assert req.body_length == 0
+
+
+def test_a_call_detached_before_its_body_streams_it_whole(server: Server, streamer: Streamer) -> None:
+    source = streamer.add("/sleep-then-stream", Source(64))
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /sleep-then-stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(sock)
+        reply = reader.response()
+        assert reply.header("transfer-encoding") == "chunked"
+        assert read_chunked(reader) == PIECE * 64
+        assert reader.response().body == b"fast\n"
+    assert source.closed.wait(TIMEOUT)
+
+
+def test_streams_during_offload_mode_arrive_whole(server: Server, streamer: Streamer) -> None:
+    # After a call blocked, calls start on handler threads for a while: bodies streamed
+    # from there arrive as well, on several connections at once.
+    streamer.add("/sleep-then-stream", Source(1, b"warm"))
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /sleep-then-stream HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(sock)
+        reply = reader.response()
+        assert (read_chunked(reader) if reply.header("transfer-encoding") else reply.body) == b"warm"
+    sources = [streamer.add(f"/offloaded{i}", Source(32)) for i in range(4)]
+    socks = [connect(server.port) for _ in sources]
+    try:
+        for i, sock in enumerate(socks):
+            sock.sendall(b"GET /offloaded%d HTTP/1.1\r\nHost: x\r\n\r\n" % i)
+        for sock in socks:
+            reader = Reader(sock)
+            reply = reader.response()
+            body = read_chunked(reader) if reply.header("transfer-encoding") else reply.body
+            assert body == PIECE * 32
+    finally:
+        for sock in socks:
+            sock.close()
+    for source in sources:
+        assert source.closed.wait(TIMEOUT)
+
+
+def test_a_writer_that_fills_the_window_is_sent_whole(server: Server) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /write-big HTTP/1.1\r\nHost: x\r\n\r\nGET /fast HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(sock)
+        reply = reader.response()
+        assert reply.header("transfer-encoding") == "chunked"
+        assert read_chunked(reader) == PIECE * 64
+        assert reader.response().body == b"fast\n"
+
+
+def test_a_writer_learns_that_its_client_is_gone(server: Server, streamer: Streamer) -> None:
+    with connect(server.port) as sock:
+        sock.sendall(b"GET /write-gone HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(sock)
+        reader.response()
+        reader._fill()
+    deadline = time.monotonic() + TIMEOUT
+    while not streamer.seen and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert [r.path for r in streamer.seen] == ["/write-gone"]
