@@ -181,19 +181,44 @@ def test_a_large_stream_is_chunked_and_arrives_whole(server: Server, streamer: S
     assert source.closed.wait(TIMEOUT)
 
 
-def test_pieces_are_sent_as_they_are_produced(server: Server, streamer: Streamer) -> None:
-    first_received = threading.Event()
-    source = streamer.add("/incremental", Source(3, b"piece;", wait=first_received))
+class Paced:
+    """Yields ``piece N;`` for N in 0..count-1, each after the client has received the one
+    before (it sets ``received[N - 1]``): a server that holds pieces back deadlocks it."""
+
+    def __init__(self, count: int) -> None:
+        self.received = [threading.Event() for _ in range(count)]
+        self.closed = threading.Event()
+
+    def __iter__(self) -> Iterator[bytes]:
+        try:
+            for i in range(len(self.received)):
+                if i and not self.received[i - 1].wait(TIMEOUT):
+                    raise AssertionError(f"piece {i - 1} never reached the client")
+                yield b"piece %d;" % i
+        finally:
+            self.closed.set()
+
+
+@pytest.mark.parametrize("offloaded", [False, True], ids=["inline", "on-a-handler-thread"])
+def test_pieces_are_sent_as_they_are_produced(server: Server, streamer: Streamer, offloaded: bool) -> None:
+    if offloaded:  # a call that blocked puts the worker in offload mode for a while
+        streamer.add("/sleep-then-stream", Source(1, b"warm"))
+        with connect(server.port) as sock:
+            sock.sendall(b"GET /sleep-then-stream HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+            read_to_eof(Reader(sock))
+    paced = Paced(4)
+    streamer.sources["/paced"] = paced  # type: ignore[assignment]
     with connect(server.port) as sock:
-        sock.sendall(b"GET /incremental HTTP/1.1\r\nHost: x\r\n\r\n")
+        sock.sendall(b"GET /paced HTTP/1.1\r\nHost: x\r\n\r\n")
         reader = Reader(sock)
         reply = reader.response()
         assert reply.header("transfer-encoding") == "chunked"
-        while b"piece;" not in reader.buf:
-            assert reader._fill()
-        first_received.set()  # only now does the source produce its second piece
-        assert read_chunked(reader) == b"piece;" * 3
-    assert source.closed.wait(TIMEOUT)
+        for i in range(4):
+            while b"piece %d;" % i not in reader.buf:
+                assert reader._fill(), f"closed before piece {i}"
+            paced.received[i].set()
+        assert read_chunked(reader) == b"piece 0;piece 1;piece 2;piece 3;"
+    assert paced.closed.wait(TIMEOUT)
 
 
 def test_a_declared_length_is_sent_as_content_length(server: Server, streamer: Streamer) -> None:

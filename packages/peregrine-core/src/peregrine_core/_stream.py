@@ -116,17 +116,25 @@ class BodyStream:
                     raise ClientDisconnected("the client is gone")
 
     def put(self, data: _Buffer) -> None:
-        """Queue ``data`` without waiting (the loop's own driver, inside a call)."""
+        """Queue ``data`` without waiting (a call that may still be the loop's driver: it
+        must not wait for the loop; if it was detached meanwhile, the loop is told)."""
         if type(data) is not bytes:
             if not isinstance(data, bytearray | memoryview):
                 raise TypeError(f"a body piece must be bytes, not {type(data).__name__}")
             data = bytes(data)
-        if data:
-            with self._cond:
-                if self.gone:
-                    raise ClientDisconnected("the client is gone")
-                self._chunks.append(data)
-                self.size += len(data)
+        if not data:
+            return
+        with self._cond:
+            if self.gone:
+                raise ClientDisconnected("the client is gone")
+            self._chunks.append(data)
+            self.size += len(data)
+            notify = None
+            if self._want:
+                self._want = False
+                notify = self.notify
+        if notify is not None:
+            notify()
 
     def finish(self, failed: bool = False) -> None:
         """The body is complete (``failed``: the producer raised; it is not)."""
