@@ -90,28 +90,11 @@ class BodyStream:
             ClientDisconnected: the connection is gone.
             TypeError: ``data`` is not bytes-like.
         """
-        if type(data) is not bytes:
-            if not isinstance(data, bytearray | memoryview):
-                raise TypeError(f"a body piece must be bytes, not {type(data).__name__}")
-            data = bytes(data)
-        if not data:
-            return
-        cond = self._cond
-        with cond:
-            if self.gone:
-                raise ClientDisconnected("the client is gone")
-            self._chunks.append(data)
-            self.size += len(data)
-            notify = None
-            if self._want:
-                self._want = False
-                notify = self.notify
-        if notify is not None:
-            notify()
+        self.put(data)
         if self.size > STREAM_HIGH_BYTES:
-            with cond:
+            with self._cond:
                 while self.size > STREAM_HIGH_BYTES and not self.gone:
-                    cond.wait(_WAIT_SLICE)
+                    self._cond.wait(_WAIT_SLICE)
                 if self.gone:
                     raise ClientDisconnected("the client is gone")
 
