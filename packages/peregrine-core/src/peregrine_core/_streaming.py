@@ -63,15 +63,6 @@ class StreamingMixin:
             self, conn: Connection, req: Request, status: int, size: int, started: float
         ) -> None: ...
 
-    #
-    # The producer (the handler's call: inline on the driver, detached, or on a pool thread)
-    # puts pieces into the response's BodyStream; the loop frames and sends them. A body
-    # produced inline without waiting is sent whole by _finish. Otherwise the loop follows
-    # the stream once it is announced: it sends the head, then what the producer queued
-    # each time the connection's output has drained, and the end when the call's result
-    # comes back. Meanwhile the connection is CALLING: nothing is read from it; it is in
-    # the poller only while output waits for writability.
-
     def _produce(self, head: Head, resp: Response, inline: bool) -> Iterator[Any] | None:
         """On the call's thread, after the handler: iterate a ``set_stream`` body.
 

@@ -766,7 +766,7 @@ class Worker(StreamingMixin):
         if rest is not None:
             state = resp._streaming
             assert state is not None and state.stream is not None
-            self._pump(state.stream, state.source, rest, False)
+            self._pump(state.stream, state.source, rest, False, head)
         self._post(conn, head, resp, started)
         raise Unwind
 
