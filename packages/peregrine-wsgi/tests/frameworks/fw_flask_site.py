@@ -10,6 +10,8 @@ the pages the browser tests load.
 A streamed response waits on an event that a second request (``POST /release/TOKEN``) sets,
 so a test can prove that the first piece reached the client while the generator was still
 running: a server that buffered the body would hold the first piece until the wait timed out.
+``/ended/TOKEN`` tells how the generator ended; the application keeps a strong reference to
+it, so ``closed`` means the server called ``close()``, not that garbage collection did.
 """
 
 from __future__ import annotations

@@ -3,9 +3,12 @@
 Real sockets on 127.0.0.1, real clients (``http.client``, ``curl``, ``httpx``), and a timeout
 on every wait. What Flask must see and answer: path parameters and query strings (UTF-8 in
 percent-encoding), JSON in and out, urlencoded and multipart forms, a 200 MiB upload that the
-server spools to disk (its RSS stays flat), a chunked upload, streamed responses that reach
-the client piece by piece, a generator closed when the client goes away, errors that leak
-nothing, HEAD, and static files through ``send_file`` (conditional and range requests).
+server spools to disk (its RSS, read from ``/proc``, stays flat), a chunked upload, streamed
+responses that reach the client piece by piece, a generator closed explicitly when the client
+goes away, streams that fail or stop short after their head went out (the connection ends
+promptly, the body unterminated), errors that leak nothing, HEAD, static files through
+``send_file`` (conditional and range requests), a mount point (``--root-path``) and the core's
+``peregrine wsgi`` command.
 """
 
 from __future__ import annotations
