@@ -65,6 +65,21 @@ def user_post(user_id: int, slug: str) -> Response:
     )
 
 
+@app.get("/headers")
+def headers() -> Response:
+    """Request headers as WSGI delivers them (latin-1 strings), and two cookies set."""
+    raw = request.headers.get("X-Name", "")
+    resp = jsonify(
+        x_name_utf8=raw.encode("latin-1").decode("utf-8"),
+        x_multi=request.headers.get("X-Multi"),
+        cookies=request.cookies.to_dict(),
+    )
+    resp.set_cookie("first", "1", httponly=True)
+    resp.set_cookie("second", "2", path="/headers")
+    resp.headers["X-Reply"] = "caf\u00e9"
+    return resp
+
+
 @app.post("/api/items")
 def create_item() -> tuple[Response, int, dict[str, str]]:
     data = request.get_json()  # 400 (Flask's page) when the body is not JSON

@@ -225,6 +225,12 @@ def test_static_files_come_from_staticfiles_handler_with_conditional_requests(
         assert (resp.status, resp.read()) == (200, base_css)
         assert resp.getheader("Content-Length") == str(len(base_css))
 
+        jquery = django_file("contrib/admin/static/admin/js/vendor/jquery/jquery.js")  # ~280 KB
+        conn.request("GET", "/static/admin/js/vendor/jquery/jquery.js")
+        resp = conn.getresponse()
+        assert (resp.status, resp.read()) == (200, jquery)
+        assert resp.getheader("Content-Type") in ("text/javascript", "application/javascript")
+
         conn.request("GET", "/static/fw/missing.css")
         resp = conn.getresponse()
         resp.read()

@@ -96,6 +96,30 @@ def test_path_parameters_and_utf8_query_reach_the_view(flask_server: ServerProce
         conn.close()
 
 
+def test_request_headers_arrive_as_latin1_strings_and_two_cookies_go_out_apart(
+    flask_server: ServerProcess,
+) -> None:
+    conn = connect(flask_server)
+    try:
+        conn.putrequest("GET", "/headers")
+        conn.putheader("X-Name", "caf\u00e9".encode())  # UTF-8 bytes on the wire
+        conn.putheader("X-Multi", "a")
+        conn.putheader("X-Multi", "b")
+        conn.putheader("Cookie", "one=1")
+        conn.putheader("Cookie", "two=2")
+        conn.endheaders()
+        resp = conn.getresponse()
+        data = json.loads(resp.read())
+    finally:
+        conn.close()
+    assert resp.status == 200
+    # PEP 3333: header values are the bytes decoded as latin-1; repeated fields are joined
+    # with commas (RFC 9110 §5.3), cookies with "; " (RFC 6265 §5.4).
+    assert data == {"x_name_utf8": "caf\u00e9", "x_multi": "a,b", "cookies": {"one": "1", "two": "2"}}
+    assert resp.msg.get_all("Set-Cookie") == ["first=1; HttpOnly; Path=/", "second=2; Path=/headers"]
+    assert resp.getheader("X-Reply") == "caf\u00e9"  # sent as the latin-1 byte E9
+
+
 def test_json_post_with_httpx_is_parsed_and_answered_as_json(flask_server: ServerProcess) -> None:
     item = {"name": "kr\u00e4he", "tags": ["bird", "black"], "prices": [1.5, 2.25]}
     with httpx.Client(base_url=flask_server.url, timeout=TIMEOUT) as client:
