@@ -48,7 +48,7 @@ def test_head_gets_the_get_headers_and_no_body() -> None:
 def test_environ_addresses_come_from_the_connection(recorded: dict[str, Any]) -> None:
     def app(environ: Environ, start_response: Any) -> list[bytes]:
         recorded.update(environ)
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [b""]
 
     with serve_app(app) as srv, connect(srv.port) as sock:
@@ -67,7 +67,7 @@ def test_environ_addresses_come_from_the_connection(recorded: dict[str, Any]) ->
 def test_underscore_headers_never_reach_the_app(recorded: dict[str, Any]) -> None:
     def app(environ: Environ, start_response: Any) -> list[bytes]:
         recorded.update(environ)
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [b""]
 
     with serve_app(app) as srv:
@@ -79,7 +79,7 @@ def test_underscore_headers_never_reach_the_app(recorded: dict[str, Any]) -> Non
 def test_root_path_and_non_ascii_percent_encoded_path(recorded: dict[str, Any]) -> None:
     def app(environ: Environ, start_response: Any) -> list[bytes]:
         recorded.update(environ)
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [environ["PATH_INFO"].encode("latin-1")]
 
     with serve_app(app, root_path="/shop") as srv:
@@ -110,7 +110,7 @@ def test_a_chunked_upload_arrives_de_chunked_in_wsgi_input(recorded: dict[str, A
 def test_wsgi_input_is_bounded_by_the_body_on_a_keep_alive_connection() -> None:
     def app(environ: Environ, start_response: Any) -> list[bytes]:
         data = environ["wsgi.input"].read()  # read to the end: must stop at the body's end
-        start_response("200 OK", [])
+        start_response("200 OK", [("Content-Type", "text/plain")])
         return [data]
 
     with serve_app(app, validate=False) as srv, connect(srv.port) as sock:
@@ -138,7 +138,7 @@ def test_a_generator_with_content_length_is_streamed_with_that_length() -> None:
     body = Closing([b"12345", b"67890"], delay_s=0.01)
 
     def app(environ: Environ, start_response: Any) -> Any:
-        start_response("200 OK", [("Content-Length", "10")])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
         return body
 
     with serve_app(app) as srv:
@@ -152,6 +152,8 @@ def test_close_is_called_when_the_client_goes_away_mid_stream() -> None:
     body = Closing([b"x" * 1024], forever=True, delay_s=0.005)
 
     def app(environ: Environ, start_response: Any) -> Any:
+        if environ["PATH_INFO"] == "/hello":
+            return hello(environ, start_response)
         start_response("200 OK", [("Content-Type", "application/octet-stream")])
         return body
 
@@ -167,15 +169,15 @@ def test_close_is_called_when_the_client_goes_away_mid_stream() -> None:
 
 
 def hello_still_answers(port: int) -> bool:
-    reply, _ = exchange(port, get("/"))
-    return reply.status == 200
+    reply, _ = exchange(port, get("/hello"))
+    return reply.body == b"hello\n"
 
 
 def test_close_is_called_for_head_without_iterating() -> None:
     body = Closing([b"never sent"])
 
     def app(environ: Environ, start_response: Any) -> Any:
-        start_response("200 OK", [("Content-Length", "10")])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
         return body
 
     with serve_app(app) as srv:
@@ -189,7 +191,7 @@ def test_head_for_a_generator_that_calls_start_response_late() -> None:
 
     def app(environ: Environ, start_response: Any) -> Any:
         try:
-            start_response("200 OK", [("X-Late", "1")])
+            start_response("200 OK", [("Content-Type", "text/plain"), ("X-Late", "1")])
             yield b"part one"
             yield b"part two"
         finally:
@@ -236,7 +238,7 @@ def test_a_short_body_under_content_length_ends_the_connection() -> None:
     body = Closing([b"abc", b"de"], delay_s=0.01)
 
     def app(environ: Environ, start_response: Any) -> Any:
-        start_response("200 OK", [("Content-Length", "10")])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "10")])
         return body
 
     with serve_app(app) as srv, connect(srv.port) as sock:
@@ -252,7 +254,7 @@ def test_a_long_body_over_content_length_is_cut_and_never_parsed_as_a_response()
     body = Closing([b"abc", b"defgh", b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n"], delay_s=0.01)
 
     def app(environ: Environ, start_response: Any) -> Any:
-        start_response("200 OK", [("Content-Length", "5")])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "5")])
         return body
 
     with serve_app(app) as srv, connect(srv.port) as sock:
@@ -279,7 +281,7 @@ def test_the_write_callable_sends_the_head_then_each_piece() -> None:
 
 def test_write_with_content_length_frames_with_that_length() -> None:
     def app(environ: Environ, start_response: Any) -> Any:
-        write = start_response("200 OK", [("Content-Length", "8")])
+        write = start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "8")])
         write(b"abcd")
         return Closing([b"efgh"])
 
@@ -293,26 +295,49 @@ def test_exc_info_after_the_head_was_sent_re_raises_and_closes_the_connection(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     seen: list[BaseException] = []
+    head_received = threading.Event()
 
     def app(environ: Environ, start_response: Any) -> Any:
         write = start_response("200 OK", [("Content-Type", "text/plain")])
         write(b"half a page")
+        assert head_received.wait(TIMEOUT)  # the head and the first piece are on the wire
         try:
             raise ValueError("template error")
         except ValueError:
             try:
-                start_response("500 Internal Server Error", [], sys.exc_info())
+                start_response("500 Internal Server Error", [("Content-Type", "text/plain")], sys.exc_info())
             except ValueError as exc:
                 seen.append(exc)
                 raise
         return [b"never"]
 
-    with serve_app(app, validate=False) as srv:
-        reply, _ = exchange(srv.port, get("/"))
+    with serve_app(app, validate=False) as srv, connect(srv.port) as sock:
+        sock.sendall(get("/"))
+        reader = Reader(sock)
+        while b"half a page" not in reader.buf:
+            assert reader._fill()
+        head_received.set()
+        reply = reader.response()
+        assert reader.closed()
     assert len(seen) == 1 and str(seen[0]) == "template error"
     assert reply.status == 200
     assert (reply.body, reply.complete) == (b"half a page", False)
-    assert "after the response head was sent" in caplog.text
+    assert "template error" in caplog.text and "GET /" in caplog.text
+
+
+def test_an_exception_after_write_before_anything_went_out_is_a_clean_500() -> None:
+    def app(environ: Environ, start_response: Any) -> Any:
+        write = start_response("200 OK", [("Content-Type", "text/plain")])
+        write(b"buffered, not sent yet")
+        raise ValueError("late failure")
+
+    with serve_app(app, validate=False) as srv:
+        reply, _ = exchange(srv.port, get("/"))
+    assert reply.status in (200, 500)
+    if reply.status == 200:  # the head went out already: the body must be seen cut
+        assert not reply.complete
+    else:
+        assert b"buffered" not in reply.body and reply.complete
 
 
 def test_exc_info_before_the_head_was_sent_replaces_the_status() -> None:
@@ -359,7 +384,7 @@ def test_file_wrapper_over_a_pipe_like_object_is_read_in_blocks() -> None:
     buffer = io.BytesIO(b"0123456789" * 100)
 
     def app(environ: Environ, start_response: Any) -> Any:
-        start_response("200 OK", [("Content-Length", "1000")])
+        start_response("200 OK", [("Content-Type", "text/plain"), ("Content-Length", "1000")])
         return environ["wsgi.file_wrapper"](buffer, 64)
 
     with serve_app(app) as srv:
@@ -370,7 +395,9 @@ def test_file_wrapper_over_a_pipe_like_object_is_read_in_blocks() -> None:
 
 def test_connection_close_from_the_app_closes_after_the_response() -> None:
     def app(environ: Environ, start_response: Any) -> Any:
-        start_response("200 OK", [("Connection", "close"), ("Content-Length", "2")])
+        start_response(
+            "200 OK", [("Content-Type", "text/plain"), ("Connection", "close"), ("Content-Length", "2")]
+        )
         return [b"ok"]
 
     with serve_app(app) as srv:

@@ -115,23 +115,22 @@ class _Body:
         self._rest = rest
         self._close = close
 
-    def __iter__(self) -> Iterator[bytes]:
-        first, self._first = self._first, b""
+    # An iterator, not a generator: closing a generator suspended in ``yield from`` would
+    # call the application's close() a second time (PEP 380).
+    def __iter__(self) -> _Body:
+        return self
+
+    def __next__(self) -> bytes:
+        first = self._first
         if first:
-            yield first
-        yield from self._rest
+            self._first = b""
+            return first
+        return next(self._rest)
 
     def close(self) -> None:
         close, self._close = self._close, None
         if close is not None:
             close()
-
-
-class _Abort:
-    """A body continuation that fails at once: the server ends the connection, unframed."""
-
-    def __iter__(self) -> Iterator[bytes]:
-        raise ConnectionAbortedError("the WSGI application failed after the response head was sent")
 
 
 class _Call:
@@ -430,25 +429,19 @@ class WSGIHandler:
         resp.set_body(_ERROR_BODY)
 
     def _failed(self, req: Request, resp: Response, call: _Call, exc: Exception) -> None:
-        # peregrine_core.ClientDisconnected is a ConnectionError: from write(), it means the
-        # client is gone.
-        if call.writer is not None and isinstance(exc, ConnectionError):
-            log.info("client went away during %s", _request_line(req))
-            resp.close_connection = True
-            return
-        if call.applied and call.writer is None:
+        if call.writer is not None:
+            if isinstance(exc, ConnectionError):  # peregrine_core.ClientDisconnected, from write()
+                log.info("client went away during %s", _request_line(req))
+                resp.close_connection = True
+                return
+            # Part of the body may be on the wire: the server logs the exception with the
+            # request, answers 500 if nothing went out yet, and otherwise ends the
+            # connection without ending the body (the client sees it cut).
+            raise exc
+        if call.applied:
             # resp holds part of the application's head and nothing went out: let the
             # server answer with a fresh 500 (it logs the exception with the request).
             raise exc
-        if call.writer is not None:
-            log.error(
-                "WSGI application failed after the response head was sent, on %s; closing the connection",
-                _request_line(req),
-                exc_info=exc,
-            )
-            resp.close_connection = True
-            resp.set_stream(_Abort())
-            return
         log.error("WSGI application failed on %s", _request_line(req), exc_info=exc)
         self._error_page(resp)
 
