@@ -178,6 +178,22 @@ def stream(token: str) -> Response:
     return Response(body, mimetype="text/plain")
 
 
+@app.get("/download")
+def download() -> Response:
+    """``mib`` MiB made of one 1 MiB block, produced piece by piece (never held whole).
+
+    Each piece is a new copy of the block, so pieces queued by the server cost memory.
+    """
+    block = memoryview(hashlib.sha256(b"download").digest() * (UPLOAD_PIECE_BYTES // 32))
+    count = int(request.args.get("mib", "1"))
+
+    def pieces() -> Iterator[bytes]:
+        for _ in range(count):
+            yield block.tobytes()
+
+    return Response(pieces(), mimetype="application/octet-stream")
+
+
 @app.get("/ended/<token>")
 def how_it_ended(token: str) -> Response:
     """How the generator of ``/stream/TOKEN`` ended: ``exhausted``, ``closed``, or ``null`` (not yet)."""

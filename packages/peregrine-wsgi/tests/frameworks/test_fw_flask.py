@@ -339,6 +339,37 @@ def test_streamed_response_first_piece_arrives_while_the_generator_still_runs(
         other.close()
 
 
+def test_200_mib_streamed_download_waits_for_a_slow_client_with_the_server_rss_flat(
+    flask_server: ServerProcess,
+) -> None:
+    """The generator is not run ahead of the client: the server holds a bounded amount."""
+    block = hashlib.sha256(b"download").digest() * (MIB // 32)  # as fw_flask_site.download
+    expected = hashlib.sha256()
+    for _ in range(UPLOAD_BYTES // MIB):
+        expected.update(block)
+    conn = connect(flask_server)
+    try:
+        get_json(conn, "/users/1/posts/warm-up")
+        baseline = flask_server.rss_bytes()
+        with RssSampler(flask_server) as sampler:
+            conn.request("GET", f"/download?mib={UPLOAD_BYTES // MIB}")
+            resp = conn.getresponse()
+            assert resp.status == 200
+            digest = hashlib.sha256(first := resp.read(MIB))
+            time.sleep(1.0)  # not reading: a server without backpressure would buffer it all
+            stalled_peak = sampler.peak
+            length = len(first)
+            while piece := resp.read(4 * MIB):
+                digest.update(piece)
+                length += len(piece)
+    finally:
+        conn.close()
+    assert (length, digest.hexdigest()) == (UPLOAD_BYTES, expected.hexdigest())
+    for label, peak in (("while the client paused", stalled_peak), ("overall", sampler.peak)):
+        growth = peak - baseline
+        assert growth < RSS_GROWTH_LIMIT_BYTES, f"server RSS grew by {growth / MIB:.1f} MiB {label}"
+
+
 def test_generator_is_closed_when_the_client_goes_away_mid_stream(flask_server: ServerProcess) -> None:
     """PEP 3333: the server calls the iterable's close(), whatever ends the response."""
     token = uuid.uuid4().hex
