@@ -284,8 +284,41 @@ def test_the_handler_refuses_a_non_callable_app() -> None:
 
 def test_hop_by_hop_warnings_are_logged_once_per_name(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="peregrine_wsgi")
-    handler = WSGIHandler(answer("200 OK", [("Keep-Alive", "timeout=5")], [b""]))
+    calls: list[int] = []
+
+    def app(environ: Environ, start_response: Any) -> list[bytes]:
+        calls.append(1)
+        start_response("200 OK", [("Keep-Alive", f"timeout={len(calls)}")])  # a new head each time
+        return [b""]
+
+    handler = WSGIHandler(app)
     for _ in range(3):
         handler.handle_request(make_request(), Response())
     levels = [r.levelno for r in caplog.records if "hop-by-hop" in r.getMessage()]
     assert levels == [logging.WARNING, logging.DEBUG, logging.DEBUG]
+
+
+def test_a_repeated_head_is_applied_the_same_way_each_time() -> None:
+    handler = WSGIHandler(
+        answer(
+            "200 OK",
+            [("Content-Type", "text/plain"), ("Connection", "close"), ("Content-Length", "2")],
+            [b"ok"],
+        )
+    )
+    for _ in range(3):  # the first call checks the head, the next ones find it memoized
+        resp = Response()
+        handler.handle_request(make_request(), resp)
+        assert (resp.status, resp.body, resp.close_connection) == (200, b"ok", True)
+        assert resp.headers == [("Content-Type", "text/plain")]
+
+
+def test_a_memoized_head_still_has_its_content_length_checked() -> None:
+    handler = WSGIHandler(answer("200 OK", [("Content-Length", "3")], [b"abc"]))
+    mismatch = WSGIHandler(answer("200 OK", [("Content-Length", "3")], [b"abcd"]))
+    resp = Response()
+    handler.handle_request(make_request(), resp)
+    assert resp.body == b"abc"
+    resp = Response()
+    mismatch.handle_request(make_request(), resp)
+    assert resp.status == 500

@@ -21,8 +21,11 @@ response. The rules, in the order a response goes through them:
    when the handler consumed it, by the server when it streams it (end of body, client
    gone, error, ``HEAD``).
 5. An exception before the head was sent answers a plain ``500`` (nothing of the exception
-   reaches the client) and is logged with the request line; after, it is logged and the
-   connection is closed without ending the body, so the client sees a truncated response.
+   reaches the client) and is logged with the request line. After ``write()`` started the
+   body, the exception goes on to the server, which logs it with the request and answers
+   ``500`` if nothing went out yet, or else closes the connection without ending the body
+   (the client sees a truncated response, never a mis-framed one). A body the server
+   iterates that raises is handled the same way by the server.
 """
 
 from __future__ import annotations
@@ -33,7 +36,7 @@ import types
 from collections.abc import Callable, Iterable, Iterator
 from typing import TYPE_CHECKING, Any, Final
 
-from peregrine_core import LocalProtocolError, Request, Response
+from peregrine_core import HeaderBlock, LocalProtocolError, Request, Response
 
 from ._environ import EnvironBuilder, ErrorStream, normalize_root_path
 from ._file_wrapper import FileWrapper
@@ -65,6 +68,10 @@ _MEMO_MAX_ENTRIES: Final = 512
 _STATUS_MEMO: dict[str, int] = {}
 # A pair's memo value: -1 for an ordinary field, else the Content-Length it declares.
 _FIELD_MEMO: dict[tuple[str, str], int] = {}
+# Whole heads, by (status, tuple of header pairs): (code, checked fields, Content-Length,
+# Connection: close). A framework answering the same route sends the same head again.
+_HEAD_MEMO_MAX_ENTRIES: Final = 256
+_HEAD_MEMO: dict[tuple[str, tuple[tuple[str, str], ...]], tuple[int, HeaderBlock, int | None, bool]] = {}
 
 
 def _parse_status(status: object) -> int:
@@ -136,13 +143,13 @@ class _Body:
 class _Call:
     """The state of one WSGI invocation: pending status and headers, and what was sent."""
 
-    __slots__ = ("applied", "close", "code", "fields", "handler", "length", "resp", "sent", "writer")
+    __slots__ = ("applied", "block", "close", "code", "handler", "length", "resp", "sent", "writer")
 
     def __init__(self, handler: WSGIHandler, resp: Response) -> None:
         self.handler = handler
         self.resp = resp
         self.code = 0  # 0: start_response not called yet
-        self.fields: list[tuple[str, str]] = []
+        self.block: HeaderBlock | None = None
         self.length: int | None = None
         self.close = False
         self.sent = False  # the head is fixed: exc_info re-raises from now on
@@ -163,6 +170,16 @@ class _Call:
                 exc_info = None  # no reference cycle through the traceback
         elif self.code:
             raise LocalProtocolError("start_response() called a second time without exc_info")
+        key = None
+        if type(headers) is list and type(status) is str:
+            try:
+                key = (status, tuple(headers))
+                head = _HEAD_MEMO.get(key)
+            except TypeError:  # an unhashable field: checked below
+                key = head = None
+            if head is not None:
+                self.code, self.block, self.length, self.close = head
+                return self.write
         code = _STATUS_MEMO.get(status) if type(status) is str else None
         if code is None:
             code = _parse_status(status)
@@ -206,8 +223,13 @@ class _Call:
                     memo.clear()
                 memo[(name, value)] = -1
                 fields.append((name, value))
+        block = HeaderBlock(fields)
+        if key is not None:
+            if len(_HEAD_MEMO) >= _HEAD_MEMO_MAX_ENTRIES:
+                _HEAD_MEMO.clear()
+            _HEAD_MEMO[key] = (code, block, length, close)
         self.code = code
-        self.fields = fields
+        self.block = block
         self.length = length
         self.close = close
         return self.write
@@ -216,9 +238,8 @@ class _Call:
         """Put the pending status and headers on the response; they cannot change after."""
         resp = self.resp
         resp.status = self.code
-        add = resp.add_header
-        for name, value in self.fields:
-            add(name, value)
+        if self.block is not None:
+            resp.add_headers(self.block)
         if self.close:
             resp.close_connection = True
         self.sent = self.applied = True
