@@ -652,28 +652,6 @@ def test_a_handler_refusing_connect_itself_sends_its_own_status(launcher: Launch
 # --- memory under large bodies -------------------------------------------------------------------
 
 
-class RssSampler:
-    """The peak RSS of a server, sampled every 20 ms while the block runs."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self.server = server
-        self.peak = server.rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.02):
-            self.peak = max(self.peak, self.server.rss_bytes())
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(TIMEOUT)
-
-
 GIB = 1 << 30
 
 
@@ -690,7 +668,7 @@ def test_rss_stays_flat_while_a_1_gib_upload_arrives(launcher: Launcher) -> None
     before = server.rss_bytes()
     piece = b"u" * (1 << 20)
     with (
-        RssSampler(server) as rss,
+        testing.RssSampler(server) as rss,
         socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock,
     ):
         sock.sendall(b"POST /upload HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % GIB)
@@ -712,7 +690,7 @@ def test_rss_stays_flat_while_a_1_gib_stream_is_sent(launcher: Launcher) -> None
     buf = bytearray(1 << 20)
     received = 0
     with (
-        RssSampler(server) as rss,
+        testing.RssSampler(server) as rss,
         socket.create_connection(("127.0.0.1", server.port), timeout=30) as sock,
     ):
         sock.sendall(b"GET /download?mb=1024 HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")

@@ -16,10 +16,10 @@ from typing import Any
 from wsgiref.validate import validator
 
 import pytest
-from peregrine_wsgi import WSGIHandler
 
 from peregrine_core import Request, Server, ServerConfig
 from peregrine_core.testing import serve
+from peregrine_wsgi import WSGIHandler
 
 TIMEOUT = 5.0
 

@@ -14,11 +14,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from peregrine_wsgi import WSGIHandler, load_app, make_handler
-from peregrine_wsgi._cli import main
 
 from peregrine_core import ConfigError
 from peregrine_core.plugins import HANDLERS_GROUP, load
+from peregrine_wsgi import WSGIHandler, load_app, make_handler
+from peregrine_wsgi._cli import main
 
 TIMEOUT_S = 10.0
 

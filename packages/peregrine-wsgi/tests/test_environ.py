@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+
 from peregrine_wsgi import ErrorStream, FileWrapper, WSGIHandler
 from peregrine_wsgi._environ import _after_fork_in_child
 

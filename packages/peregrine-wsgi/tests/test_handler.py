@@ -14,9 +14,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from peregrine_wsgi import FileWrapper, WSGIHandler
 
 from peregrine_core import LocalProtocolError, Response
+from peregrine_wsgi import FileWrapper, WSGIHandler
 
 from conftest import Closing, make_request
 

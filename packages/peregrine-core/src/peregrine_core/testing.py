@@ -18,7 +18,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
@@ -26,7 +26,7 @@ from typing import Any, Final
 from ._config import ServerConfig
 from ._server import Server
 
-__all__ = ["ServerProcess", "serve"]
+__all__ = ["RssSampler", "ServerProcess", "serve"]
 
 
 @contextmanager
@@ -96,6 +96,7 @@ class ServerProcess:
         cwd: its working directory.
         python_path: directories put first on its ``PYTHONPATH`` (where a test's handler
             module lives).
+        env: variables added to (or replacing) this process's environment for it.
         nofile: run it under this ``RLIMIT_NOFILE`` (soft and hard), for descriptor tests.
         ready: the pattern of the line that says it listens; group 1 is the port.
         ready_count: how many such lines to wait for (one per process).
@@ -113,17 +114,18 @@ class ServerProcess:
         *,
         cwd: str | os.PathLike[str] | None = None,
         python_path: Sequence[str | os.PathLike[str]] = (),
+        env: Mapping[str, str] | None = None,
         nofile: int | None = None,
         ready: str = r"listening on 127\.0\.0\.1:(\d+)",
         ready_count: int = 1,
         start_timeout: float = 15.0,
     ) -> None:
-        env = dict(os.environ)
+        environ = {**os.environ, **(env or {})}
         paths = [os.fspath(p) for p in python_path]
-        if env.get("PYTHONPATH"):
-            paths.append(env["PYTHONPATH"])
+        if environ.get("PYTHONPATH"):
+            paths.append(environ["PYTHONPATH"])
         if paths:
-            env["PYTHONPATH"] = os.pathsep.join(paths)
+            environ["PYTHONPATH"] = os.pathsep.join(paths)
         if nofile is None:
             argv = [sys.executable, "-m", module, *args]
         else:
@@ -131,7 +133,7 @@ class ServerProcess:
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
-            env=env,
+            env=environ,
             stdin=subprocess.DEVNULL,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -228,3 +230,35 @@ class ServerProcess:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+class RssSampler:
+    """The peak resident memory of a :class:`ServerProcess`, sampled on a thread every
+    ``interval`` seconds while the ``with`` block runs (Linux)::
+
+        with RssSampler(server) as rss:
+            ...  # a large upload
+        assert rss.peak - before < 48 << 20
+    """
+
+    def __init__(self, server: ServerProcess, interval: float = 0.01) -> None:
+        self._server = server
+        self._interval = interval
+        self.peak = server.rss_bytes()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name=f"rss-of-{server.pid}", daemon=True)
+
+    def _run(self) -> None:
+        while not self._stop.wait(self._interval):
+            try:
+                self.peak = max(self.peak, self._server.rss_bytes())
+            except OSError:  # the process has exited
+                return
+
+    def __enter__(self) -> RssSampler:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(10.0)

@@ -13,18 +13,16 @@ alone, ``--dump-dom``, a fresh profile, its own process group killed afterwards.
 from __future__ import annotations
 
 import os
-import re
 import signal
 import subprocess
-import sys
-import threading
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Final
 
 import pytest
+
+from peregrine_core import testing
 
 HERE: Final = Path(__file__).parent
 TIMEOUT: Final = 10.0
@@ -67,91 +65,34 @@ def child_env(extra: dict[str, str] | None = None) -> dict[str, str]:
     return {**os.environ, "PYTHONPATH": pythonpath, "PYTHONUNBUFFERED": "1", **(extra or {})}
 
 
-class ServerProcess:
-    """One WSGI server process and its collected log."""
+class ServerProcess(testing.ServerProcess):
+    """One WSGI server process, ready, with its collected log."""
 
     def __init__(
         self, command: tuple[str, ...], app: str, options: tuple[str, ...], cwd: Path, env: dict[str, str]
     ) -> None:
-        argv = [sys.executable, *command, app, "--host", "127.0.0.1", "--port", "0", *options]
-        self.argv = argv
-        self.proc = subprocess.Popen(
-            argv,
+        assert command[0] == "-m", command
+        super().__init__(
+            command[1],
+            [*command[2:], app, "--host", "127.0.0.1", "--port", "0", *options],
             cwd=cwd,
-            env=child_env(env),
-            stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
+            python_path=[HERE.parent],
+            env={"PYTHONUNBUFFERED": "1", **env},
+            start_timeout=START_TIMEOUT,
         )
-        self.pid = self.proc.pid
-        self.port = 0
-        self._lines: list[str] = []
-        self._eof = False
-        self._cond = threading.Condition()
-        self._reader = threading.Thread(target=self._read, name=f"log-of-{self.pid}", daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for line in self.proc.stdout:
-            with self._cond:
-                self._lines.append(line)
-                self._cond.notify_all()
-        with self._cond:
-            self._eof = True
-            self._cond.notify_all()
-
-    @property
-    def log(self) -> str:
-        """Everything the server wrote so far (stderr, with stdout merged in)."""
-        with self._cond:
-            return "".join(self._lines)
 
     @property
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def wait_for_log(self, pattern: str, timeout: float = TIMEOUT) -> re.Match[str]:
-        """The first log line matching ``pattern``; fails (with the log) after ``timeout`` s."""
-        regex = re.compile(pattern)
-        deadline = time.monotonic() + timeout
-        with self._cond:
-            while True:
-                for line in self._lines:
-                    if m := regex.search(line):
-                        return m
-                remaining = deadline - time.monotonic()
-                if self._eof or remaining <= 0:
-                    state = f"exited with {self.proc.poll()}" if self._eof else f"nothing in {timeout} s"
-                    raise AssertionError(f"{self.argv}: {state} before logging {pattern!r}:\n{self.log}")
-                self._cond.wait(remaining)
-
-    def wait_ready(self) -> None:
-        self.port = int(self.wait_for_log(r"listening on 127\.0\.0\.1:(\d+)", START_TIMEOUT).group(1))
-
-    def rss_bytes(self) -> int:
-        """The server process's resident set size now (``VmRSS`` of ``/proc/PID/status``)."""
-        status = Path(f"/proc/{self.pid}/status").read_text()
-        m = re.search(r"^VmRSS:\s+(\d+) kB$", status, re.MULTILINE)
-        assert m is not None, status
-        return int(m.group(1)) * 1024
 
     def stop(self) -> int:
         """SIGTERM by PID, then SIGKILL if still running after the timeout; the exit code."""
         if self.proc.poll() is None:
             os.kill(self.pid, signal.SIGTERM)
         try:
-            code = self.proc.wait(TIMEOUT)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait(TIMEOUT)
-            raise AssertionError(f"the server ignored SIGTERM for {TIMEOUT} s:\n{self.log}") from None
+            return self.exit_code_within(TIMEOUT)
         finally:
-            self._reader.join(TIMEOUT)
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
-        return code
+            self.close()
 
 
 @contextmanager
@@ -169,7 +110,6 @@ def running(
     """
     server = ServerProcess(command, app, options, cwd, env or {})
     try:
-        server.wait_ready()
         yield server
     finally:
         if server.proc.poll() is None:

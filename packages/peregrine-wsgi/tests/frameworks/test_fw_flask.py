@@ -21,7 +21,6 @@ import shutil
 import socket
 import struct
 import subprocess
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -32,6 +31,7 @@ import httpx
 import pytest
 
 from frameworks.fw_support import HERE, TIMEOUT, ServerProcess, module_name, running
+from peregrine_core.testing import RssSampler
 
 MIB: Final = 1024 * 1024
 UPLOAD_BYTES: Final = 200 * MIB
@@ -226,28 +226,6 @@ def test_head_answers_the_get_headers_without_a_body_and_keeps_the_connection(
 
 
 # --- large and chunked uploads ---------------------------------------------------------------
-
-
-class RssSampler:
-    """Samples the server's RSS every few milliseconds on a thread, keeping the peak."""
-
-    def __init__(self, server: ServerProcess) -> None:
-        self._server = server
-        self.peak = server.rss_bytes()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        while not self._stop.wait(0.01):
-            self.peak = max(self.peak, self._server.rss_bytes())
-
-    def __enter__(self) -> RssSampler:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._stop.set()
-        self._thread.join(TIMEOUT)
 
 
 def test_200_mib_upload_streamed_by_the_client_keeps_the_server_rss_flat(
