@@ -554,7 +554,19 @@ class Worker(StreamingMixin):
                 attach(resp, self._announcer(conn, head, resp))
 
     def _take_completions(self) -> None:
-        """Answer the requests whose handler calls came back, then start queued ones."""
+        """Start queued requests on the handler threads that came free, then answer the
+        requests whose calls came back (starting first: the threads get to work while the
+        answers are written)."""
+        waiting = self._waiting
+        while waiting and self._pool.busy < self._max_busy:
+            conn, head = waiting.popleft()
+            if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
+                continue
+            self._resume(conn)
+            try:
+                self._process(conn, head)
+            except Exception:
+                self._crashed(conn)
         completions = self._completions
         while completions:
             conn, head, resp, started = completions.popleft()
@@ -564,16 +576,6 @@ class Worker(StreamingMixin):
             self._resume(conn)
             try:
                 self._process(conn, head, resp, started)
-            except Exception:
-                self._crashed(conn)
-        waiting = self._waiting
-        while waiting and self._pool.busy < self._max_busy:
-            conn, head = waiting.popleft()
-            if conn.state == _CLOSED or self._conns.get(conn.fd) is not conn:
-                continue
-            self._resume(conn)
-            try:
-                self._process(conn, head)
             except Exception:
                 self._crashed(conn)
 
