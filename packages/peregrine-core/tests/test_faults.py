@@ -547,6 +547,9 @@ def test_connections_during_the_drain_are_refused_not_accepted_and_reset(
         server.wait_for_log("handler entered /sleep1")
         signalled_at = time.monotonic()
         server.send_signal(signal.SIGTERM)
+        # Every server process says when its listener is closed (on a loaded machine that
+        # can take longer than the half second this test otherwise gives it).
+        server.wait_for_log("stopped accepting connections", count=int(options[1]), timeout=TIMEOUT)
         time.sleep(max(0.0, signalled_at + 0.5 - time.monotonic()))
         assert server.proc.poll() is None, "the drain is over already: nothing would be tested"
         try:
