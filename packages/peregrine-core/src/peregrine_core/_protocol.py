@@ -434,6 +434,7 @@ class H1Protocol:
             for chunk in chunks:
                 parts += (b"%x\r\n" % len(chunk), chunk, b"\r\n")
                 size += len(chunk)
+            stream.sent += size
             if size <= _JOIN_MAX_BODY_BYTES:
                 out.append(b"".join(parts))
             else:
@@ -449,6 +450,7 @@ class H1Protocol:
                     )
                     if remaining:
                         out.append(chunk[:remaining])
+                        stream.sent += remaining
                     stream.remaining = 0
                     stream.keep = False
                     self.ended = True
@@ -456,8 +458,10 @@ class H1Protocol:
                     return
                 out.append(chunk)
                 remaining -= len(chunk)
+                stream.sent += len(chunk)
             stream.remaining = remaining
         else:
+            stream.sent += sum(map(len, chunks))
             out.extend(chunks)
 
     def end_stream(self, stream: BodyStream) -> bool:

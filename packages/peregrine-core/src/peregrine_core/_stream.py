@@ -60,6 +60,7 @@ class BodyStream:
         "length",
         "notify",
         "remaining",
+        "sent",
         "size",
         "started",
     )
@@ -80,6 +81,7 @@ class BodyStream:
         self.chunked = False
         self.bodyless = False  # HEAD, 1xx, 204, 304: pieces are dropped
         self.remaining = -1  # bytes still owed under a declared length
+        self.sent = 0  # body bytes queued for the client (the access log's size)
 
     # --- producer side -------------------------------------------------------------------
 

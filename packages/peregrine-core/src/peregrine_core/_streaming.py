@@ -277,7 +277,8 @@ class StreamingMixin:
                     resp.body = body
                     keep = conn.respond(head, resp, keep_allowed, self._date_line)
         if started:
-            self._log_access(conn, req, resp._status, resp.content_length, started)
+            # The body's size: joined into resp.body, or counted as the pieces were framed.
+            self._log_access(conn, req, resp._status, max(resp.content_length, stream.sent), started)
         if req._body_file is not None:
             req._discard_file()
         if not keep:
