@@ -536,11 +536,14 @@ def test_a_writer_learns_that_its_client_is_gone(server: Server, streamer: Strea
 
 def test_the_access_log_counts_a_streamed_body(streamer: Streamer, caplog: pytest.LogCaptureFixture) -> None:
     streamer.add("/logged", Source(8))
-    with caplog.at_level(logging.INFO, logger="peregrine_core.access"):
-        with serve(streamer, config=ServerConfig(access_log=True)) as srv, connect(srv.port) as sock:
-            sock.sendall(b"GET /logged HTTP/1.1\r\nHost: x\r\n\r\n")
-            reader = Reader(sock)
-            reader.response()
-            assert read_chunked(reader) == PIECE * 8
+    with (
+        caplog.at_level(logging.INFO, logger="peregrine_core.access"),
+        serve(streamer, config=ServerConfig(access_log=True)) as srv,
+        connect(srv.port) as sock,
+    ):
+        sock.sendall(b"GET /logged HTTP/1.1\r\nHost: x\r\n\r\n")
+        reader = Reader(sock)
+        reader.response()
+        assert read_chunked(reader) == PIECE * 8
     lines = [r.getMessage() for r in caplog.records if r.name == "peregrine_core.access"]
     assert any(f'"GET /logged HTTP/1.1" 200 {8 * len(PIECE)} ' in line for line in lines), lines
