@@ -92,7 +92,7 @@ class BodyBuffer:
                 self.close()
                 raise RemoteProtocolError(f"cannot store the request body: {exc}", 503) from exc
             self._file = None
-            request._spool(file, self.size)
+            request._spool(file)
         self._data = bytearray()
 
     def getvalue(self) -> bytes:

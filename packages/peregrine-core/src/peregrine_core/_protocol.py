@@ -348,7 +348,7 @@ class H1Protocol:
             tail = _KA11_TAIL if req.version == "HTTP/1.1" else self._ka10_tail
         else:
             tail = _CLOSE_TAIL
-        if status < 200 or status == 204 or status == 304:  # no body, no Content-Length
+        if status < 200 or status == 204 or status == 304:  # not has_body(status), inlined: no Content-Length
             resp._drop_file()
             out.append(b"".join((status_line(status), fields, date, tail)))
         else:
@@ -394,7 +394,7 @@ class H1Protocol:
         fields = "".join(lines).encode("latin-1") if lines else b""
         date = b"" if resp._has_date else date
         length = stream.length
-        no_content = status < 200 or status == 204 or status == 304
+        no_content = not has_body(status)
         if no_content:
             framing = b""
         elif length is not None:
@@ -503,6 +503,12 @@ class H1Protocol:
             )
         )
         self.ended = True
+
+
+def has_body(status: int) -> bool:
+    """Whether a response with ``status`` carries a body (RFC 9110 §6.4.1: never 1xx, 204
+    or 304; a response to HEAD has none either)."""
+    return status >= 200 and status != 204 and status != 304
 
 
 def error_response(status: int) -> Response:

@@ -10,6 +10,7 @@ one request: nothing of an earlier request is ever visible through it.
 from __future__ import annotations
 
 import io
+import os
 import re
 import time
 from collections.abc import Iterator, KeysView
@@ -50,7 +51,6 @@ class Request:
         "_body",
         "_body_file",
         "_index",
-        "_length",
         "_path_end",
         "_where",
         "headers",
@@ -77,7 +77,6 @@ class Request:
         self.headers = headers
         self._body: bytes | None = body  # None: the body is in _body_file (spooled)
         self._body_file: IO[bytes] | None = None
-        self._length = -1  # a spooled body's length
         self._where: _Where | None = None
         self.remote_addr = remote_addr
         self._index: dict[str, list[str]] | None = None
@@ -130,15 +129,18 @@ class Request:
     def body_length(self) -> int:
         """The body's length in bytes (the whole body is received before the handler runs)."""
         body = self._body
-        return len(body) if body is not None else self._length
+        if body is not None:
+            return len(body)
+        file = self._body_file
+        assert file is not None  # a spooled body's temporary file, flushed when complete
+        return os.fstat(file.fileno()).st_size
 
-    def _spool(self, file: IO[bytes], length: int) -> None:
-        """The body is ``length`` bytes in ``file`` (an anonymous temporary file)."""
+    def _spool(self, file: IO[bytes]) -> None:
+        """The body is all of ``file`` (an anonymous temporary file, flushed)."""
         self._discard_file()
         file.seek(0)
         self._body = None
         self._body_file = file
-        self._length = length
 
     def _discard_file(self) -> None:
         """Close the body's file (a spooled body's temporary file goes with it)."""
@@ -146,7 +148,6 @@ class Request:
         if file is not None:
             if self._body is None:
                 self._body = b""
-                self._length = -1
             try:
                 file.close()
             except OSError:  # pragma: no cover - closing an anonymous temporary file

@@ -114,10 +114,7 @@ class BodyStream:
                 raise ClientDisconnected("the client is gone")
             self._chunks.append(data)
             self.size += len(data)
-            notify = None
-            if self._want:
-                self._want = False
-                notify = self.notify
+            notify = self._news_locked()
         if notify is not None:
             notify()
 
@@ -126,12 +123,17 @@ class BodyStream:
         with self._cond:
             self.done = True
             self.failed = failed
-            notify = None
-            if self._want:
-                self._want = False
-                notify = self.notify
+            notify = self._news_locked()
         if notify is not None:
             notify()
+
+    def _news_locked(self) -> Callable[[], None] | None:
+        """Under the lock, after a change: the loop's callback to call (outside the lock)
+        when it waits for news, else ``None``."""
+        if not self._want:
+            return None
+        self._want = False
+        return self.notify
 
     # --- loop side -----------------------------------------------------------------------
 

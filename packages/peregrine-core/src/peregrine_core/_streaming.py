@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 from ._connection import Connection, State, flush
 from ._h1 import Head
 from ._log import escape
-from ._protocol import error_response
+from ._protocol import error_response, has_body
 from ._response import Response
 from ._stream import STREAM_HIGH_BYTES, BodyStream, ClientDisconnected, attach, create
 from .poller import WRITE
@@ -79,7 +79,7 @@ class StreamingMixin:
             stream.finish()
             return None
         status = resp._status
-        if head.request.method == "HEAD" or status < 200 or status == 204 or status == 304:
+        if head.request.method == "HEAD" or not has_body(status):
             _close_source(source)  # nothing is sent, nothing is produced
             stream.finish()
             return None
@@ -212,12 +212,10 @@ class StreamingMixin:
                 self._streams.append((conn, stream, head, resp))
                 self._attention = True
             return
+        assert conn.paused  # a streaming connection is out of the poller while it does not write
         conn.writing = True
-        if conn.paused:
-            conn.paused = False
-            self._poller.register(conn.fd, WRITE)
-        else:  # pragma: no cover - a streaming connection is paused while it does not write
-            self._poller.modify(conn.fd, WRITE)
+        conn.paused = False
+        self._poller.register(conn.fd, WRITE)
         self._set_deadline(conn, time.monotonic() + self._config.write_timeout)
 
     def _stream_drained(self, conn: Connection) -> None:
@@ -257,7 +255,7 @@ class StreamingMixin:
             chunks = stream.take()
             keep_allowed = not self._stopping and conn.requests < self._max_requests
             status = resp._status
-            bodyless = req.method == "HEAD" or status < 200 or status == 204 or status == 304
+            bodyless = req.method == "HEAD" or not has_body(status)
             if stream.failed:
                 keep = conn.respond(head, error_response(500), keep_allowed, self._date_line)
             elif bodyless:
